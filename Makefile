@@ -1,0 +1,51 @@
+# tally: the handful of verbs a developer needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# uv from PATH, or the module pip installed when PATH has no uv.
+UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PYTEST = $(UV) run --frozen pytest
+
+.PHONY: help install test test-unit test-integration test-stack test-static lint format up down logs ps
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: ## install the locked Python dependencies into .venv (installs uv if missing)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+
+test: install lint ## every test tier: lint, unit, integration, static, stack
+	$(PYTEST) tests/unit tests/integration tests/static tests/stack
+
+test-unit: install ## unit tests only (no Docker needed)
+	$(PYTEST) tests/unit
+
+test-integration: install ## the app against a real Redis in Docker
+	$(PYTEST) tests/integration
+
+test-static: install ## config checks: compose, nginx -t, promtool, dashboards
+	$(PYTEST) tests/static
+
+test-stack: install ## the compose stack end to end
+	$(PYTEST) tests/stack
+
+lint: install ## ruff and mypy --strict
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy service
+
+format: install ## apply ruff's formatting and fixes
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+up: ## start the stack (build, wait for health)
+	docker compose up -d --build --wait
+
+down: ## stop the stack, keep the count
+	docker compose down
+
+logs: ## follow the stack's logs
+	docker compose logs -f
+
+ps: ## list the stack's containers
+	docker compose ps

@@ -1,0 +1,11 @@
+"""An ASGI app object for runners that import one (Hypercorn's reloader in dev mode)."""
+
+import os
+
+from service import logs
+from service.app import create_app
+from service.settings import Settings
+
+settings = Settings.from_env(os.environ)
+logs.configure(settings)
+app = create_app(settings)

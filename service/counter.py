@@ -1,0 +1,89 @@
+"""Everything that talks to Redis: the visit counter, exactly once per request id."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from service.settings import Settings
+
+# INCR and remembering its result under the request id happen in one atomic
+# script, so a retried request (nginx proxy_next_upstream, a client retry)
+# gets the first answer back and never increments twice.
+# Returns {value, replayed}.
+_INCREMENT_ONCE = """
+local seen = redis.call('GET', KEYS[2])
+if seen then
+  return {tonumber(seen), 1}
+end
+local value = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], value, 'EX', ARGV[1])
+return {value, 0}
+"""
+
+
+class RedisUnavailable(Exception):
+    """Redis did not answer in time or refused; the caller should answer 503."""
+
+
+@dataclass(frozen=True)
+class Increment:
+    value: int
+    replayed: bool
+
+
+class Counter:
+    """The visit counter; one per process, opened at start and closed at shutdown."""
+
+    def __init__(self, redis: Redis, key: str, ttl: int, timeout: float) -> None:
+        self._redis = redis
+        self._key = key
+        self._ttl = ttl
+        self._timeout = timeout
+        self._script = redis.register_script(_INCREMENT_ONCE)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Counter:
+        redis = Redis.from_url(
+            settings.redis_url,
+            username=settings.redis_username,
+            password=settings.redis_password,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+            # Retries would stretch a request past REDIS_TIMEOUT; a caller
+            # gets 503 with Retry-After instead and retries itself.
+            retry=Retry(NoBackoff(), 0),
+            client_name=f"tally:{settings.replica_id}",
+        )
+        return cls(redis, settings.counter_key, settings.idempotency_ttl, settings.redis_timeout)
+
+    async def increment(self, request_id: str | None) -> Increment:
+        """Add one visit; with a request id, exactly once for that id."""
+        if request_id is None:
+            return Increment(int(await self._call(self._redis.incr(self._key))), replayed=False)
+        value, replayed = await self._call(
+            self._script(keys=[self._key, f"{self._key}:request:{request_id}"], args=[self._ttl])
+        )
+        return Increment(int(value), replayed=bool(replayed))
+
+    async def ping(self) -> None:
+        """Raise RedisUnavailable unless Redis answers within the timeout."""
+        await self._call(self._redis.ping())
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def _call(self, command: Any) -> Any:
+        # socket_timeout bounds each read, but a connect plus a read could
+        # take twice that; the outer deadline keeps the whole call within it.
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await command
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise RedisUnavailable(type(exc).__name__) from exc

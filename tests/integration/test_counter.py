@@ -1,0 +1,149 @@
+"""The app against a real Redis: counting, exactly once, outages, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.support import ROOT, AppProcess, RedisContainer, redis_container, wait_until
+
+JSON = {"Accept": "application/json"}
+
+
+def test_count_increments_the_tutorials_key_by_default(
+    redis_server: RedisContainer, start_app: Callable[..., AppProcess]
+) -> None:
+    redis_server.cli("SET", "visitor_count", "41")
+    app = start_app(REDIS_URL=redis_server.url)
+    assert httpx.get(f"{app.url}/count").text == "42\n"
+    assert httpx.get(f"{app.url}/count", headers=JSON).json()["count"] == 43
+    assert redis_server.cli("GET", "visitor_count") == "43"
+
+
+def test_500_concurrent_counts_over_three_replicas_are_distinct_and_none_lost(
+    redis_server: RedisContainer, start_app: Callable[..., AppProcess], counter_key: str
+) -> None:
+    apps = [
+        start_app(REDIS_URL=redis_server.url, COUNTER_KEY=counter_key, REPLICA_ID=f"r{i}")
+        for i in range(3)
+    ]
+
+    async def hammer() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=150)
+        async with httpx.AsyncClient(headers=JSON, limits=limits, timeout=10) as client:
+            return await asyncio.gather(
+                *(client.get(f"{apps[i % 3].url}/count") for i in range(500))
+            )
+
+    responses = asyncio.run(hammer())
+    assert {r.status_code for r in responses} == {200}
+    assert {r.json()["served_by"] for r in responses} == {"r0", "r1", "r2"}
+    assert sorted(r.json()["count"] for r in responses) == list(range(1, 501))
+    assert redis_server.cli("GET", counter_key) == "500"
+
+
+def test_count_never_increments_twice_for_one_request_id(
+    redis_server: RedisContainer, start_app: Callable[..., AppProcess], counter_key: str
+) -> None:
+    env = {"REDIS_URL": redis_server.url, "COUNTER_KEY": counter_key}
+    first_app, second_app = start_app(**env, REPLICA_ID="a"), start_app(**env, REPLICA_ID="b")
+    headers = {**JSON, "X-Request-ID": "retry-me-1"}
+    first = httpx.get(f"{first_app.url}/count", headers=headers)
+    retried = httpx.get(f"{second_app.url}/count", headers=headers)  # as nginx retries elsewhere
+    assert first.json()["count"] == retried.json()["count"] == 1
+    assert retried.headers["X-Request-ID"] == "retry-me-1"
+    assert redis_server.cli("GET", counter_key) == "1"
+    ttl = int(redis_server.cli("TTL", f"{counter_key}:request:retry-me-1"))
+    assert 0 < ttl <= 300
+    assert httpx.get(f"{first_app.url}/count", headers=JSON).json()["count"] == 2
+
+
+def test_redis_outage_answers_503_in_time_and_recovers_without_restart(
+    start_app: Callable[..., AppProcess],
+) -> None:
+    timeout = 0.5
+    with redis_container() as redis:
+        app = start_app(REDIS_URL=redis.url, REDIS_TIMEOUT=str(timeout))
+        assert httpx.get(f"{app.url}/count").status_code == 200
+
+        subprocess.run(("docker", "pause", redis.name), check=True)
+        try:
+            for path in ("/count", "/readyz"):
+                started = time.monotonic()
+                response = httpx.get(f"{app.url}{path}", headers=JSON, timeout=5)
+                elapsed = time.monotonic() - started
+                assert response.status_code == 503
+                assert response.headers["Retry-After"] == "1"
+                assert response.json()["error"] == "unavailable"
+                assert elapsed < timeout + 0.1, f"{path} took {elapsed:.3f}s"
+        finally:
+            subprocess.run(("docker", "unpause", redis.name), check=True)
+
+        subprocess.run(("docker", "stop", redis.name), check=True, capture_output=True)
+        started = time.monotonic()
+        response = httpx.get(f"{app.url}/count", timeout=5)
+        assert response.status_code == 503
+        assert time.monotonic() - started < timeout + 0.1
+        assert httpx.get(f"{app.url}/healthz").status_code == 200  # liveness ignores Redis
+
+        subprocess.run(("docker", "start", redis.name), check=True, capture_output=True)
+        redis.wait_ready()
+        wait_until(
+            lambda: httpx.get(f"{app.url}/count", timeout=5).status_code == 200,
+            10,
+            "the app to serve /count again after Redis came back",
+        )
+        assert app.process.poll() is None
+
+
+def test_sigterm_lets_the_in_flight_request_finish_then_exits_zero(
+    redis_server: RedisContainer, start_app: Callable[..., AppProcess], counter_key: str
+) -> None:
+    app = start_app(
+        REDIS_URL=redis_server.url, COUNTER_KEY=counter_key, REDIS_TIMEOUT="5", GRACEFUL_TIMEOUT="5"
+    )
+    httpx.get(f"{app.url}/count")  # warm the connection pool and load the script
+    # Redis holds write commands while paused, so the request stays in flight.
+    redis_server.cli("CLIENT", "PAUSE", "1500", "WRITE")
+
+    async def scenario() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=10) as client:
+            pending = asyncio.create_task(client.get(f"{app.url}/count", headers=JSON))
+            await asyncio.to_thread(
+                wait_until,
+                lambda: redis_server.cli("INFO", "clients").count("blocked_clients:1") == 1,
+                5,
+                "the /count request to reach Redis",
+            )
+            app.terminate()
+            return await pending
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 200
+    assert response.json()["count"] == 2
+    assert app.process.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(("variable", "value"), [("REDIS_TIMEOUT", "abc"), ("LOG_FORMAT", "xml")])
+def test_bad_configuration_exits_78_with_one_line_naming_the_variable(
+    variable: str, value: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env={variable: value},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 78
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert variable in lines[0]
+    assert result.stdout == ""
