@@ -1,0 +1,36 @@
+#!/bin/sh
+# Makes the stack's secrets on first start, into the `secrets` volume: a random
+# password per Redis user (never a default one) and the Redis ACL file with their
+# SHA-256 hashes. Existing passwords are kept; the ACL file is rewritten each start.
+set -eu
+cd /secrets
+umask 077
+
+make_password() {
+  [ -s "$1" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$1"
+}
+sha256() {
+  printf '%s' "$(cat "$1")" | sha256sum | cut -d' ' -f1
+}
+
+make_password redis_app_password
+make_password redis_exporter_password
+
+key=${COUNTER_KEY:-visitor_count}
+{
+  # Off: no client can log in as default. Its permissions still matter: Redis checks
+  # them when it replays MULTI/EXEC (our script's effects) from the AOF at start.
+  echo "user default off resetpass ~* &* +@all"
+  # The app: its counter and idempotency records, and only the commands it sends.
+  echo "user app on #$(sha256 redis_app_password) resetkeys ~${key} ~${key}:request:* resetchannels -@all +ping +get +set +incr +evalsha +script|load +client|setname +client|setinfo +select"
+  # redis_exporter: server statistics, read-only.
+  echo "user exporter on #$(sha256 redis_exporter_password) resetkeys ~${key} resetchannels -@all +ping +info +config|get +client|list +client|setname +client|setinfo +slowlog|get +slowlog|len +latency|latest +dbsize +select +memory|stats +cluster|info +module|list +latency|histogram +get +type +strlen +exists"
+} >redis_users.acl.new
+mv redis_users.acl.new redis_users.acl
+
+# Each secret readable by the one user that needs it, nobody else.
+chmod 0400 redis_users.acl redis_app_password redis_exporter_password
+chown redis:redis redis_users.acl
+chown 10001:10001 redis_app_password       # the app image's user
+chown 59000:59000 redis_exporter_password  # redis_exporter's user
+echo "secrets: ready"

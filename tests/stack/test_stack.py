@@ -1,0 +1,158 @@
+"""The compose stack from outside: balancing, exactly once, scaling, persistence, exposure.
+
+The persistence test restarts the stack, so it stays last in this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import Counter
+
+import httpx
+import pytest
+
+from tests.stack.conftest import Stack
+from tests.support import wait_until
+
+JSON = {"Accept": "application/json"}
+BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "content_type", "fragment"),
+    [
+        ({}, "text/plain", "Welcome to tally"),
+        (JSON, "application/json", '"message"'),
+        (BROWSER, "text/html", "<h1>tally</h1>"),
+    ],
+)
+def test_index_through_nginx_in_each_format(
+    stack: Stack, headers: dict[str, str], content_type: str, fragment: str
+) -> None:
+    response = httpx.get(f"{stack.url}/", headers=headers)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith(content_type)
+    assert fragment in response.text
+    assert response.headers["X-Served-By"]
+    assert len(response.headers["X-Request-ID"]) == 32
+
+
+def test_count_through_nginx_in_each_format(stack: Stack) -> None:
+    text = httpx.get(f"{stack.url}/count")
+    assert text.text.strip().isdigit()
+    document = httpx.get(f"{stack.url}/count", headers=JSON).json()
+    assert set(document) == {"count", "served_by"}
+    assert document["count"] == int(text.text) + 1
+    page = httpx.get(f"{stack.url}/count", headers=BROWSER)
+    assert f"<output>{document['count'] + 1}</output>" in page.text
+
+
+def test_300_sequential_counts_are_balanced_over_three_replicas(stack: Stack) -> None:
+    with httpx.Client() as client:
+        served = Counter(
+            client.get(f"{stack.url}/count").headers["X-Served-By"] for _ in range(300)
+        )
+    assert len(served) == 3, served
+    for replica, n in served.items():
+        assert 90 <= n <= 110, f"{replica} served {n} of 300: {served}"
+
+
+def test_1000_counts_64_at_a_time_are_distinct_and_none_lost(stack: Stack) -> None:
+    start = stack.count()
+
+    async def load() -> list[int]:
+        gate = asyncio.Semaphore(64)
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(headers=JSON, limits=limits, timeout=10) as client:
+
+            async def one() -> int:
+                async with gate:
+                    response = await client.get(f"{stack.url}/count")
+                    response.raise_for_status()
+                    value: int = response.json()["count"]
+                    return value
+
+            return await asyncio.gather(*(one() for _ in range(1000)))
+
+    values = asyncio.run(load())
+    assert len(set(values)) == 1000
+    assert sorted(values) == list(range(start + 1, start + 1001))
+    assert stack.count() == start + 1001
+
+
+def test_idempotency_key_through_nginx_counts_once(stack: Stack) -> None:
+    key = {"Idempotency-Key": "stack-test-key-1", **JSON}
+    first = httpx.get(f"{stack.url}/count", headers=key)
+    again = httpx.get(f"{stack.url}/count", headers=key)
+    assert first.json()["count"] == again.json()["count"]
+    assert again.headers["X-Request-ID"] == "stack-test-key-1"
+    assert stack.count() == first.json()["count"] + 1
+
+
+def test_metrics_are_not_public(stack: Stack) -> None:
+    assert httpx.get(f"{stack.url}/metrics").status_code == 404
+
+
+def test_only_nginx_publishes_a_port_on_the_host(stack: Stack) -> None:
+    out = stack.compose("ps", "--format", "json").stdout
+    published = {
+        (row["Service"], p["PublishedPort"])
+        for row in map(json.loads, out.splitlines())
+        for p in row.get("Publishers") or []
+        if p.get("PublishedPort")
+    }
+    assert published == {("nginx", stack.port)}
+
+
+def test_redis_refuses_a_client_without_credentials(stack: Stack) -> None:
+    result = stack.redis_cli("GET", "visitor_count")
+    assert "NOAUTH" in result.stdout + result.stderr
+
+
+def test_scaling_is_seen_live_by_nginx_without_a_restart(stack: Stack) -> None:
+    nginx_before = stack.containers("nginx")[0]["ID"]
+    stack.up("--scale", "app=5")
+    with httpx.Client() as client:
+
+        def five_replicas_answer() -> bool:
+            seen = {client.get(f"{stack.url}/").headers["X-Served-By"] for _ in range(40)}
+            return len(seen) == 5
+
+        wait_until(five_replicas_answer, 15, "5 replicas to answer through nginx")
+
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not stop.is_set():
+                try:
+                    status = client.get(f"{stack.url}/count").status_code
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                else:
+                    if status != 200:
+                        failures.append(str(status))
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        stack.up("--scale", "app=3")
+    finally:
+        stop.set()
+        worker.join()
+    assert failures == []
+    assert len(stack.containers("app")) == 3
+    assert stack.containers("nginx")[0]["ID"] == nginx_before
+
+
+def test_count_survives_down_and_up_and_down_v_erases_it(stack: Stack) -> None:
+    value = stack.count()
+    stack.compose("down")
+    stack.up()
+    assert stack.count() == value + 1
+    stack.compose("down", "-v")
+    stack.up()
+    assert stack.count() == 1
