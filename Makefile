@@ -5,7 +5,7 @@ SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST = $(UV) run --frozen pytest
 
-.PHONY: help install test test-unit test-integration test-stack test-static lint format up down logs ps
+.PHONY: help install test test-unit test-integration test-stack test-static lint format dashboards up down logs ps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,9 @@ lint: install ## ruff and mypy --strict
 format: install ## apply ruff's formatting and fixes
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
+
+dashboards: install ## regenerate ops/grafana/dashboards/*.json from ops/grafana/dashboards.py
+	$(UV) run --frozen python ops/grafana/dashboards.py
 
 up: ## start the stack (build, wait for health)
 	docker compose up -d --build --wait

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,14 @@ return {value, 0}
 """
 
 
+# Told of every Redis call: (command, seconds, ok). The metrics hook in here.
+Observer = Callable[[str, float, bool], None]
+
+
+def _ignore(command: str, seconds: float, ok: bool) -> None:
+    pass
+
+
 class RedisUnavailable(Exception):
     """Redis did not answer in time or refused; the caller should answer 503."""
 
@@ -41,15 +51,18 @@ class Increment:
 class Counter:
     """The visit counter; one per process, opened at start and closed at shutdown."""
 
-    def __init__(self, redis: Redis, key: str, ttl: int, timeout: float) -> None:
+    def __init__(
+        self, redis: Redis, key: str, ttl: int, timeout: float, observe: Observer = _ignore
+    ) -> None:
         self._redis = redis
         self._key = key
         self._ttl = ttl
         self._timeout = timeout
+        self._observe = observe
         self._script = redis.register_script(_INCREMENT_ONCE)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Counter:
+    def from_settings(cls, settings: Settings, observe: Observer = _ignore) -> Counter:
         redis = Redis.from_url(
             settings.redis_url,
             username=settings.redis_username,
@@ -61,29 +74,37 @@ class Counter:
             retry=Retry(NoBackoff(), 0),
             client_name=f"tally:{settings.replica_id}",
         )
-        return cls(redis, settings.counter_key, settings.idempotency_ttl, settings.redis_timeout)
+        return cls(
+            redis, settings.counter_key, settings.idempotency_ttl, settings.redis_timeout, observe
+        )
 
     async def increment(self, request_id: str | None) -> Increment:
         """Add one visit; with a request id, exactly once for that id."""
         if request_id is None:
-            return Increment(int(await self._call(self._redis.incr(self._key))), replayed=False)
+            value = await self._call("incr", self._redis.incr(self._key))
+            return Increment(int(value), replayed=False)
         value, replayed = await self._call(
-            self._script(keys=[self._key, f"{self._key}:request:{request_id}"], args=[self._ttl])
+            "evalsha",
+            self._script(keys=[self._key, f"{self._key}:request:{request_id}"], args=[self._ttl]),
         )
         return Increment(int(value), replayed=bool(replayed))
 
     async def ping(self) -> None:
         """Raise RedisUnavailable unless Redis answers within the timeout."""
-        await self._call(self._redis.ping())
+        await self._call("ping", self._redis.ping())
 
     async def close(self) -> None:
         await self._redis.aclose()
 
-    async def _call(self, command: Any) -> Any:
+    async def _call(self, name: str, command: Any) -> Any:
         # socket_timeout bounds each read, but a connect plus a read could
         # take twice that; the outer deadline keeps the whole call within it.
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
-                return await command
+                result = await command
         except (RedisError, OSError, TimeoutError) as exc:
+            self._observe(name, time.perf_counter() - started, False)
             raise RedisUnavailable(type(exc).__name__) from exc
+        self._observe(name, time.perf_counter() - started, True)
+        return result

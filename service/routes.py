@@ -87,6 +87,12 @@ async def count() -> Response:
     return response
 
 
+@bp.get("/metrics")
+async def metrics() -> Response:
+    body, content_type = current_app.extensions["metrics"].exposition(request.headers.get("Accept"))
+    return Response(body, content_type=content_type)
+
+
 @bp.get("/healthz")
 async def healthz() -> Response:
     return await render(200, "status.html", {"status": "ok"}, "ok")

@@ -15,6 +15,9 @@ sha256() {
 
 make_password redis_app_password
 make_password redis_exporter_password
+make_password grafana_admin_password
+# redis_exporter reads its password from a JSON map keyed by the full URI, user included.
+printf '{"redis://exporter@redis:6379":"%s"}' "$(cat redis_exporter_password)" >redis_exporter.json
 
 key=${COUNTER_KEY:-visitor_count}
 {
@@ -29,8 +32,11 @@ key=${COUNTER_KEY:-visitor_count}
 mv redis_users.acl.new redis_users.acl
 
 # Each secret readable by the one user that needs it, nobody else.
-chmod 0400 redis_users.acl redis_app_password redis_exporter_password
+# The exporter's plain password stays root's: only its hash and the JSON leave here.
+chmod 0400 redis_users.acl redis_app_password redis_exporter_password redis_exporter.json \
+  grafana_admin_password
 chown redis:redis redis_users.acl
-chown 10001:10001 redis_app_password       # the app image's user
-chown 59000:59000 redis_exporter_password  # redis_exporter's user
+chown 10001:10001 redis_app_password   # the app image's user
+chown 59000:59000 redis_exporter.json  # redis_exporter's user
+chown 472:0 grafana_admin_password     # grafana's user
 echo "secrets: ready"

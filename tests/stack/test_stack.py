@@ -95,15 +95,20 @@ def test_metrics_are_not_public(stack: Stack) -> None:
     assert httpx.get(f"{stack.url}/metrics").status_code == 404
 
 
-def test_only_nginx_publishes_a_port_on_the_host(stack: Stack) -> None:
+def test_only_nginx_publishes_a_port_and_the_uis_only_on_loopback(stack: Stack) -> None:
     out = stack.compose("ps", "--format", "json").stdout
     published = {
-        (row["Service"], p["PublishedPort"])
+        (row["Service"], p["URL"], p["PublishedPort"])
         for row in map(json.loads, out.splitlines())
         for p in row.get("Publishers") or []
         if p.get("PublishedPort")
     }
-    assert published == {("nginx", stack.port)}
+    prometheus_port = int(stack.prometheus.rsplit(":", 1)[1])
+    assert {(service, port) for service, _, port in published} == {
+        ("nginx", stack.port),
+        ("prometheus", prometheus_port),
+    }
+    assert {url for service, url, _ in published if service == "prometheus"} == {"127.0.0.1"}
 
 
 def test_redis_refuses_a_client_without_credentials(stack: Stack) -> None:
@@ -111,7 +116,7 @@ def test_redis_refuses_a_client_without_credentials(stack: Stack) -> None:
     assert "NOAUTH" in result.stdout + result.stderr
 
 
-def test_scaling_is_seen_live_by_nginx_without_a_restart(stack: Stack) -> None:
+def test_scaling_is_seen_live_by_nginx_and_prometheus_without_a_restart(stack: Stack) -> None:
     nginx_before = stack.containers("nginx")[0]["ID"]
     stack.up("--scale", "app=5")
     with httpx.Client() as client:
@@ -121,6 +126,7 @@ def test_scaling_is_seen_live_by_nginx_without_a_restart(stack: Stack) -> None:
             return len(seen) == 5
 
         wait_until(five_replicas_answer, 15, "5 replicas to answer through nginx")
+    wait_until(lambda: len(stack.app_targets_up()) == 5, 30, "Prometheus to scrape 5 replicas")
 
     failures: list[str] = []
     stop = threading.Event()

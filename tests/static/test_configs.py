@@ -7,7 +7,7 @@ import pytest
 from tests.support import ROOT, run
 
 
-@pytest.mark.parametrize("profile", [None, "dev"])
+@pytest.mark.parametrize("profile", [None, "dev", "observability"])
 def test_compose_config_is_valid_for_every_profile(profile: str | None) -> None:
     flags = ["--profile", profile] if profile else []
     run("docker", "compose", *flags, "config", "-q")

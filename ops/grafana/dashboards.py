@@ -1,0 +1,342 @@
+"""Builds tally's Grafana dashboards as JSON: `make dashboards` writes ops/grafana/dashboards/.
+
+Dashboards are code: panels are declared here once, in a few lines each, and the
+checked-in JSON is this script's output (a static test fails when they drift).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).parent / "dashboards"
+PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
+RATE = "$__rate_interval"
+REPLICA = 'replica=~"$replica"'
+
+Panel = dict[str, Any]
+
+
+def target(expr: str, legend: str = "", ref: str = "A", exemplar: bool = False) -> dict[str, Any]:
+    return {
+        "datasource": PROMETHEUS,
+        "expr": expr,
+        "legendFormat": legend or "__auto",
+        "refId": ref,
+        "exemplar": exemplar,
+    }
+
+
+def panel(
+    kind: str,
+    title: str,
+    description: str,
+    targets: list[dict[str, Any]],
+    unit: str = "short",
+    width: int = 12,
+    height: int = 8,
+    **extra: Any,
+) -> Panel:
+    refs = "ABCDEFGH"
+    for ref, t in zip(refs, targets, strict=False):
+        t["refId"] = ref
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": PROMETHEUS,
+        "targets": targets,
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "gridPos": {"w": width, "h": height},
+        **extra,
+    }
+
+
+def stat(title: str, description: str, expr: str, unit: str = "short") -> Panel:
+    return panel("stat", title, description, [target(expr)], unit, width=4, height=4)
+
+
+def series(title: str, description: str, *targets: dict[str, Any], unit: str = "short") -> Panel:
+    return panel("timeseries", title, description, list(targets), unit)
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    panels: list[Panel],
+    variables: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    x = y = row_height = 0
+    for number, p in enumerate(panels, start=1):
+        w, h = p["gridPos"]["w"], p["gridPos"]["h"]
+        if x + w > 24:
+            x, y = 0, y + row_height
+            row_height = 0
+        p["id"] = number
+        p["gridPos"].update({"x": x, "y": y})
+        x += w
+        row_height = max(row_height, h)
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["tally"],
+        "editable": False,
+        "schemaVersion": 41,
+        "version": 1,
+        "refresh": "10s",
+        "time": {"from": "now-30m", "to": "now"},
+        "timezone": "browser",
+        "templating": {"list": variables or []},
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+replica_variable = {
+    "name": "replica",
+    "label": "Replica",
+    "type": "query",
+    "datasource": PROMETHEUS,
+    "query": {"query": 'label_values(tally_build_info{job="tally"}, replica)', "refId": "replica"},
+    "definition": 'label_values(tally_build_info{job="tally"}, replica)',
+    "refresh": 2,
+    "multi": True,
+    "includeAll": True,
+    "allValue": ".+",
+    "current": {"text": "All", "value": "$__all"},
+    "sort": 1,
+}
+
+overview = dashboard(
+    "tally-overview",
+    "tally / Service overview",
+    "RED per route and per replica, traffic share, visits, in-flight and latency with exemplars.",
+    [
+        stat("Requests/s", "All replicas.", "sum(job:http_requests:rate1m)", "reqps"),
+        stat(
+            "Error ratio (5m)",
+            "Share of 5xx answers; SLO 1%.",
+            "sum(job:http_request_errors:ratio_rate5m)",
+            "percentunit",
+        ),
+        stat("p99 /count (5m)", "SLO 500 ms.", "max(job:http_request_duration_seconds:p99)", "s"),
+        stat(
+            "Visits/s",
+            "New visits counted (replays excluded).",
+            "sum(job:tally_visits:rate1m)",
+            "reqps",
+        ),
+        stat("Replicas up", "App replicas Prometheus scrapes.", 'sum(up{job="tally"})'),
+        stat(
+            "In flight", "Requests being answered now.", 'sum(http_requests_in_flight{job="tally"})'
+        ),
+        series(
+            "Requests/s by route",
+            "Rate per route template and status.",
+            target("sum by (route, status) (route:http_requests:rate1m)", "{{route}} {{status}}"),
+            unit="reqps",
+        ),
+        series(
+            "Requests/s by replica",
+            "Rate per replica: balancing at a glance.",
+            target(f"sum by (replica) (replica:http_requests:rate1m{{{REPLICA}}})", "{{replica}}"),
+            unit="reqps",
+        ),
+        series(
+            "Share of traffic by replica",
+            "Each replica's share; even is 1/N.",
+            target(f"replica:http_requests:share{{{REPLICA}}}", "{{replica}}"),
+            unit="percentunit",
+        ),
+        series(
+            "Latency by route",
+            "p50, p95 and p99 per route template.",
+            target("route:http_request_duration_seconds:p50", "p50 {{route}}"),
+            target("route:http_request_duration_seconds:p95", "p95 {{route}}"),
+            target("route:http_request_duration_seconds:p99", "p99 {{route}}"),
+            unit="s",
+        ),
+        series(
+            "p99 by replica",
+            "A slow replica stands out here.",
+            target(f"replica:http_request_duration_seconds:p99{{{REPLICA}}}", "{{replica}}"),
+            unit="s",
+        ),
+        series(
+            "In flight by replica",
+            "Concurrent requests per replica.",
+            target(
+                'http_requests_in_flight{job="tally"} * on (instance) group_left (replica) '
+                f'tally_build_info{{job="tally", {REPLICA}}}',
+                "{{replica}}",
+            ),
+        ),
+        panel(
+            "heatmap",
+            "Latency of /count (exemplars link to traces)",
+            "Histogram buckets over time; exemplar dots carry trace ids that open in Tempo.",
+            [
+                target(
+                    "sum by (le) (rate(http_request_duration_seconds_bucket"
+                    f'{{job="tally", route="/count"}}[{RATE}]))',
+                    "{{le}}",
+                    exemplar=True,
+                )
+            ],
+            "s",
+            width=24,
+            options={
+                "calculate": False,
+                "yAxis": {"unit": "s"},
+                "exemplars": {"color": "rgba(255,0,255,0.7)"},
+            },
+        ),
+        series(
+            "Redis call latency p99",
+            "One round trip per /count (EVALSHA).",
+            target(
+                "histogram_quantile(0.99, sum by (le, command) (rate("
+                f'redis_command_duration_seconds_bucket{{job="tally"}}[{RATE}])))',
+                "{{command}}",
+            ),
+            unit="s",
+        ),
+        series(
+            "Redis call errors/s",
+            "Timeouts and refusals, by command (each is a 503).",
+            target(
+                f'sum by (command) (rate(redis_command_errors_total{{job="tally"}}[{RATE}]))',
+                "{{command}}",
+            ),
+            unit="reqps",
+        ),
+    ],
+    [replica_variable],
+)
+
+redis = dashboard(
+    "tally-redis",
+    "tally / Redis",
+    "The counter's store: up, memory against maxmemory, commands, clients, persistence.",
+    [
+        stat("Redis up", "1 when redis_exporter reaches Redis.", 'redis_up{job="redis"}'),
+        stat(
+            "Memory used / max",
+            "Above 90% the idempotency records start to be evicted.",
+            'redis_memory_used_bytes{job="redis"} / redis_memory_max_bytes{job="redis"}',
+            "percentunit",
+        ),
+        stat(
+            "Keys",
+            "The counter plus one idempotency record per recent request.",
+            'sum(redis_db_keys{job="redis"})',
+        ),
+        stat(
+            "Clients",
+            "Connected clients (the replicas' pools and the exporter).",
+            'redis_connected_clients{job="redis"}',
+        ),
+        stat(
+            "AOF last write",
+            "1 = ok; 0 means writes are not durable.",
+            'redis_aof_last_write_status{job="redis"}',
+        ),
+        stat("RDB last save", "1 = ok.", 'redis_rdb_last_bgsave_status{job="redis"}'),
+        series(
+            "Commands/s",
+            "By command.",
+            target(f'sum by (cmd) (rate(redis_commands_total{{job="redis"}}[{RATE}]))', "{{cmd}}"),
+            unit="ops",
+        ),
+        series(
+            "Memory",
+            "Used against maxmemory.",
+            target('redis_memory_used_bytes{job="redis"}', "used"),
+            target('redis_memory_max_bytes{job="redis"}', "max"),
+            unit="bytes",
+        ),
+        series(
+            "Expired and evicted keys/s",
+            "Evictions mean memory pressure.",
+            target(f'rate(redis_expired_keys_total{{job="redis"}}[{RATE}])', "expired"),
+            target(f'rate(redis_evicted_keys_total{{job="redis"}}[{RATE}])', "evicted"),
+            unit="ops",
+        ),
+        series(
+            "Time per command",
+            "Mean seconds per call, by command.",
+            target(
+                f'sum by (cmd) (rate(redis_commands_duration_seconds_total{{job="redis"}}'
+                f'[{RATE}])) / sum by (cmd) (rate(redis_commands_total{{job="redis"}}'
+                f"[{RATE}]))",
+                "{{cmd}}",
+            ),
+            unit="s",
+        ),
+    ],
+)
+
+nginx = dashboard(
+    "tally-nginx",
+    "tally / Nginx",
+    "The load balancer: requests and connections from stub_status.",
+    [
+        stat(
+            "nginx up",
+            "1 when nginx-prometheus-exporter reaches stub_status.",
+            'nginx_up{job="nginx"}',
+        ),
+        stat(
+            "Requests/s",
+            "All requests nginx answered.",
+            f'rate(nginx_http_requests_total{{job="nginx"}}[{RATE}])',
+            "reqps",
+        ),
+        stat(
+            "Active connections",
+            "Client connections open now.",
+            'nginx_connections_active{job="nginx"}',
+        ),
+        series(
+            "Requests/s",
+            "All requests nginx answered.",
+            target(f'rate(nginx_http_requests_total{{job="nginx"}}[{RATE}])', "requests"),
+            unit="reqps",
+        ),
+        series(
+            "Connections by state",
+            "Reading, writing, waiting (idle keepalive).",
+            target('nginx_connections_reading{job="nginx"}', "reading"),
+            target('nginx_connections_writing{job="nginx"}', "writing"),
+            target('nginx_connections_waiting{job="nginx"}', "waiting"),
+        ),
+        series(
+            "Connections accepted and handled/s",
+            "A gap means nginx dropped connections.",
+            target(f'rate(nginx_connections_accepted{{job="nginx"}}[{RATE}])', "accepted"),
+            target(f'rate(nginx_connections_handled{{job="nginx"}}[{RATE}])', "handled"),
+            unit="cps",
+        ),
+    ],
+)
+
+DASHBOARDS = {"overview.json": overview, "redis.json": redis, "nginx.json": nginx}
+
+
+def render(board: dict[str, Any]) -> str:
+    return json.dumps(board, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for name, board in DASHBOARDS.items():
+        (OUT / name).write_text(render(board))
+    print(f"wrote {len(DASHBOARDS)} dashboards to {OUT}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""The queries of the checked-in Grafana dashboards, shared by the static and stack tiers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.support import ROOT
+
+DASHBOARD_DIR = ROOT / "ops" / "grafana" / "dashboards"
+# Template variables resolved to real values, as Grafana would.
+VARIABLES = {"$__rate_interval": "1m", "$replica": ".+"}
+
+
+def dashboards() -> dict[Path, dict[str, Any]]:
+    return {path: json.loads(path.read_text()) for path in sorted(DASHBOARD_DIR.glob("*.json"))}
+
+
+def panel_queries() -> Iterator[tuple[str, str, str]]:
+    """(dashboard uid, panel title, query with variables resolved) for every panel target."""
+    for board in dashboards().values():
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"]
+                for name, value in VARIABLES.items():
+                    expr = expr.replace(name, value)
+                yield board["uid"], panel["title"], expr

@@ -1,0 +1,55 @@
+"""The observability overlay, live: each replica a target, every dashboard query answered."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.dashboards import panel_queries
+from tests.stack.conftest import Stack
+from tests.support import wait_until
+
+
+@pytest.fixture
+def traffic(stack: Stack) -> Iterator[None]:
+    """A steady trickle of /count through nginx while the test runs (bounded by the test)."""
+    stop = threading.Event()
+
+    def send() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not stop.wait(0.02):
+                client.get(f"{stack.url}/count")
+                client.get(f"{stack.url}/")
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    yield
+    stop.set()
+    sender.join()
+
+
+def test_each_replica_is_its_own_target_and_up(stack: Stack, traffic: None) -> None:
+    replicas = {row["ID"][:12] for row in stack.containers("app")}
+    wait_until(lambda: len(stack.app_targets_up()) == 3, 30, "3 app targets up in Prometheus")
+    targets = stack.app_targets_up()
+    assert all(target.startswith("app@") for target in targets)
+    info = stack.query('tally_build_info{job="tally"}')
+    assert {sample["metric"]["replica"] for sample in info} == replicas
+
+
+def test_exporters_report_redis_and_nginx(stack: Stack) -> None:
+    wait_until(lambda: stack.query("redis_up == 1"), 30, "redis_up == 1")
+    wait_until(lambda: stack.query("nginx_connections_active"), 30, "nginx_connections_active")
+
+
+def test_every_dashboard_query_returns_data(stack: Stack, traffic: None) -> None:
+    queries = list(panel_queries())
+
+    def missing() -> list[str]:
+        return [f"{uid} / {title}: {expr}" for uid, title, expr in queries if not stack.query(expr)]
+
+    # Rates over 1m need a few scrapes (every 5 s) before every panel has data.
+    wait_until(lambda: not missing(), 90, "every dashboard query to return data", interval=2)

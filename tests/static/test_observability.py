@@ -1,0 +1,142 @@
+"""Static checks of Prometheus, its rules and their tests, Grafana provisioning and dashboards."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.dashboards import DASHBOARD_DIR, dashboards, panel_queries
+from tests.support import ROOT, run
+
+PROMETHEUS_DIR = ROOT / "ops" / "prometheus"
+GRAFANA_DIR = ROOT / "ops" / "grafana"
+
+
+def promtool(*args: str) -> str:
+    result = run(
+        "docker", "run", "--rm", "-i", "-v", f"{PROMETHEUS_DIR}:/etc/prometheus:ro",
+        "--entrypoint", "/bin/promtool", "prom/prometheus:v3.5.3", *args,
+    )  # fmt: skip
+    return result.stdout + result.stderr
+
+
+def test_prometheus_config_is_valid() -> None:
+    assert "SUCCESS" in promtool("check", "config", "/etc/prometheus/prometheus.yml")
+
+
+def test_rules_are_valid() -> None:
+    assert "SUCCESS" in promtool("check", "rules", "/etc/prometheus/rules/tally.yml")
+
+
+def test_rule_unit_tests_pass() -> None:
+    assert "SUCCESS" in promtool("test", "rules", "/etc/prometheus/tests/tally.test.yml")
+
+
+def alerts() -> list[dict[str, Any]]:
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules" / "tally.yml").read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def test_every_alert_has_summary_description_and_runbook() -> None:
+    for alert in alerts():
+        annotations = alert["annotations"]
+        assert {"summary", "description", "runbook_url"} <= set(annotations), alert["alert"]
+        assert annotations["runbook_url"].endswith("#" + alert["alert"].lower())
+
+
+def test_every_alert_has_a_unit_test() -> None:
+    tests = yaml.safe_load((PROMETHEUS_DIR / "tests" / "tally.test.yml").read_text())
+    tested = {
+        case["alertname"]
+        for test in tests["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case["exp_alerts"]
+    }
+    assert {alert["alert"] for alert in alerts()} <= tested
+
+
+def test_checked_in_dashboards_match_their_generator() -> None:
+    spec = importlib.util.spec_from_file_location("dashboards", GRAFANA_DIR / "dashboards.py")
+    assert spec is not None
+    assert spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    generated = {name: generator.render(board) for name, board in generator.DASHBOARDS.items()}
+    checked_in = {path.name: path.read_text() for path in DASHBOARD_DIR.glob("*.json")}
+    assert checked_in == generated, "the JSON is stale: run `make dashboards`"
+
+
+def test_dashboards_have_unique_stable_uids_and_only_provisioned_datasources() -> None:
+    provisioned = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "datasources" / "datasources.yaml").read_text()
+    )
+    uids = {source["uid"] for source in provisioned["datasources"]}
+    assert uids == {"prometheus", "tempo"}
+    seen = set()
+    for path, board in dashboards().items():
+        assert board["uid"].startswith("tally-"), path
+        seen.add(board["uid"])
+        text = path.read_text()
+        used = {
+            ds["uid"]
+            for panel in board["panels"]
+            for ds in [panel["datasource"], *(t["datasource"] for t in panel["targets"])]
+        }
+        assert used <= uids, path
+        assert "${DS_" not in text, path
+    assert seen == {"tally-overview", "tally-redis", "tally-nginx"}
+
+
+def test_prometheus_exemplars_link_to_tempo_and_tempo_to_prometheus() -> None:
+    provisioned = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "datasources" / "datasources.yaml").read_text()
+    )
+    by_uid = {source["uid"]: source for source in provisioned["datasources"]}
+    links = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert links == [{"name": "trace_id", "datasourceUid": "tempo"}]
+    assert by_uid["tempo"]["jsonData"]["tracesToMetrics"]["datasourceUid"] == "prometheus"
+
+
+def test_dashboard_provider_reads_the_mounted_folder() -> None:
+    provider = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "dashboards" / "tally.yaml").read_text()
+    )["providers"][0]
+    compose = yaml.safe_load((ROOT / "compose.observability.yaml").read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./ops/grafana/dashboards:{provider['options']['path']}:ro" in mounts
+    assert provider["folder"] == "tally"
+
+
+def test_grafana_admin_password_comes_from_a_secret_file() -> None:
+    compose = yaml.safe_load((ROOT / "compose.observability.yaml").read_text())
+    env = compose["services"]["grafana"]["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"].startswith("/run/secrets/")
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+
+
+@pytest.mark.parametrize("service", ["grafana", "prometheus"])
+def test_observability_uis_bind_to_loopback_only(service: str) -> None:
+    compose = yaml.safe_load((ROOT / "compose.observability.yaml").read_text())
+    for port in compose["services"][service]["ports"]:
+        assert port.startswith("127.0.0.1:"), port
+
+
+def test_every_panel_query_parses_as_promql() -> None:
+    queries = sorted({expr for _, _, expr in panel_queries()})
+    script = (
+        "while IFS= read -r q; do"
+        ' /bin/promtool --experimental promql format "$q" >/dev/null 2>&1 || echo "BAD: $q";'
+        " done"
+    )
+    result = subprocess.run(
+        ["docker", "run", "--rm", "-i", "--entrypoint", "/bin/sh", "prom/prometheus:v3.5.3",
+         "-c", script],
+        input="\n".join(queries) + "\n", capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    assert result.stdout == "", result.stdout
+    assert len(queries) > 20

@@ -1,0 +1,98 @@
+"""Metrics: RED per route template, visits, build info, OpenMetrics on request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import cast
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from quart.typing import TestClientProtocol as Client
+
+from service.app import create_app
+from service.counter import Counter
+from service.metrics import Metrics
+from service.settings import Settings
+from tests.unit.test_routes import FakeCounter
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Client]:
+    fake = FakeCounter()
+    app = create_app(Settings(replica_id="replica-1"), lambda _s, _o: cast(Counter, fake))
+    async with app.test_app() as test_app:
+        yield test_app.test_client()
+
+
+async def scrape(client: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = await (await client.get("/metrics")).get_data(as_text=True)
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_requests_are_counted_by_route_template_method_and_status(client: Client) -> None:
+    await client.get("/count")
+    await client.get("/count")
+    await client.get("/no/such/path/123")
+    samples = await scrape(client)
+    count = (("method", "GET"), ("route", "/count"), ("status", "200"))
+    assert samples[("http_requests_total", count)] == 2
+    unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
+    assert samples[("http_requests_total", unmatched)] == 1
+    assert not any("/no/such" in str(labels) for _, labels in samples)
+
+
+async def test_latency_histogram_has_buckets_from_1ms_to_2s(client: Client) -> None:
+    await client.get("/")
+    samples = await scrape(client)
+    les = {
+        dict(labels)["le"]
+        for name, labels in samples
+        if name == "http_request_duration_seconds_bucket" and dict(labels)["route"] == "/"
+    }
+    assert {"0.001", "2.0", "+Inf"} <= les
+
+
+async def test_a_replayed_request_id_is_not_a_new_visit(client: Client) -> None:
+    for _ in range(3):
+        await client.get("/count", headers={"X-Request-ID": "same"})
+    await client.get("/count")
+    assert (await scrape(client))[("tally_visits_total", ())] == 2
+
+
+async def test_build_info_names_version_and_replica(client: Client) -> None:
+    samples = await scrape(client)
+    info = [labels for name, labels in samples if name == "tally_build_info"]
+    assert dict(info[0])["replica"] == "replica-1"
+    assert "version" in dict(info[0])
+
+
+async def test_in_flight_is_back_to_zero_after_requests(client: Client) -> None:
+    await client.get("/count")
+    samples = await scrape(client)
+    # The scrape itself is in flight while it renders.
+    assert samples[("http_requests_in_flight", ())] == 1
+
+
+async def test_openmetrics_is_served_when_asked(client: Client) -> None:
+    response = await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    assert response.content_type.startswith("application/openmetrics-text")
+    assert (await response.get_data(as_text=True)).endswith("# EOF\n")
+
+
+def test_redis_calls_are_timed_and_failures_counted() -> None:
+    metrics = Metrics("r", "0")
+    metrics.observe_redis("evalsha", 0.002, True)
+    metrics.observe_redis("evalsha", 1.0, False)
+    assert (
+        metrics.registry.get_sample_value(
+            "redis_command_duration_seconds_count", {"command": "evalsha"}
+        )
+        == 2
+    )
+    assert (
+        metrics.registry.get_sample_value("redis_command_errors_total", {"command": "evalsha"}) == 1
+    )
