@@ -12,7 +12,7 @@ import uvloop
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from service import logs
+from service import logs, tracing
 from service.app import create_app
 from service.settings import EX_CONFIG, ConfigError, Settings
 
@@ -39,7 +39,8 @@ async def run(settings: Settings) -> None:
     log.info("starting", port=settings.port, redis_timeout=settings.redis_timeout)
     # On SIGTERM Hypercorn stops accepting, lets in-flight requests finish within
     # graceful_timeout, then runs after_serving (which closes the Redis pool).
-    await serve(create_app(settings), hypercorn_config(settings), shutdown_trigger=stop.wait)
+    app = create_app(settings, tracer_provider=tracing.tracer_provider(settings))
+    await serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)
     log.info("stopped")
 
 

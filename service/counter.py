@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -52,17 +53,34 @@ class Counter:
     """The visit counter; one per process, opened at start and closed at shutdown."""
 
     def __init__(
-        self, redis: Redis, key: str, ttl: int, timeout: float, observe: Observer = _ignore
+        self,
+        redis: Redis,
+        key: str,
+        ttl: int,
+        timeout: float,
+        observe: Observer = _ignore,
+        tracer: Tracer | None = None,
     ) -> None:
         self._redis = redis
         self._key = key
         self._ttl = ttl
         self._timeout = timeout
         self._observe = observe
+        self._tracer = tracer or NoOpTracer()
         self._script = redis.register_script(_INCREMENT_ONCE)
+        pool = redis.connection_pool.connection_kwargs
+        # Database client span attributes (OpenTelemetry semantic conventions).
+        self._span_attributes: dict[str, str | int] = {
+            "db.system.name": "redis",
+            "db.namespace": str(pool.get("db", 0)),
+            "server.address": str(pool.get("host", pool.get("path", ""))),
+            "server.port": int(pool.get("port", 0)),
+        }
 
     @classmethod
-    def from_settings(cls, settings: Settings, observe: Observer = _ignore) -> Counter:
+    def from_settings(
+        cls, settings: Settings, observe: Observer = _ignore, tracer: Tracer | None = None
+    ) -> Counter:
         redis = Redis.from_url(
             settings.redis_url,
             username=settings.redis_username,
@@ -75,7 +93,12 @@ class Counter:
             client_name=f"tally:{settings.replica_id}",
         )
         return cls(
-            redis, settings.counter_key, settings.idempotency_ttl, settings.redis_timeout, observe
+            redis,
+            settings.counter_key,
+            settings.idempotency_ttl,
+            settings.redis_timeout,
+            observe,
+            tracer,
         )
 
     async def increment(self, request_id: str | None) -> Increment:
@@ -99,12 +122,18 @@ class Counter:
     async def _call(self, name: str, command: Any) -> Any:
         # socket_timeout bounds each read, but a connect plus a read could
         # take twice that; the outer deadline keeps the whole call within it.
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self._timeout):
-                result = await command
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._observe(name, time.perf_counter() - started, False)
-            raise RedisUnavailable(type(exc).__name__) from exc
-        self._observe(name, time.perf_counter() - started, True)
-        return result
+        operation = name.upper()
+        with self._tracer.start_as_current_span(
+            operation,
+            kind=SpanKind.CLIENT,
+            attributes={**self._span_attributes, "db.operation.name": operation},
+        ):
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    result = await command
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._observe(name, time.perf_counter() - started, False)
+                raise RedisUnavailable(type(exc).__name__) from exc
+            self._observe(name, time.perf_counter() - started, True)
+            return result

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from service.settings import Settings
 
 
-def configure(settings: Settings) -> None:
+def configure(settings: Settings, stream: TextIO | None = None) -> None:
     """Route structlog and every stdlib logger (Hypercorn, libraries) to one renderer."""
+    out = stream or sys.stdout
 
     def add_replica(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         event.setdefault("replica", settings.replica_id)
@@ -24,6 +26,7 @@ def configure(settings: Settings) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_replica,
+        add_trace_ids,
     ]
     renderer: Processor
     if settings.log_format == "json":
@@ -37,11 +40,11 @@ def configure(settings: Settings) -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
 
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
@@ -56,6 +59,15 @@ def configure(settings: Settings) -> None:
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+
+
+def add_trace_ids(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """The current span's ids, so every line of a request ties back to its trace."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event["trace_id"] = format(span_context.trace_id, "032x")
+        event["span_id"] = format(span_context.span_id, "016x")
+    return event
 
 
 def get_logger(**initial: Any) -> structlog.typing.FilteringBoundLogger:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+from opentelemetry import trace
 from quart import Blueprint, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
@@ -142,5 +143,7 @@ async def redis_unavailable(exc: RedisUnavailable) -> Response:
 
 @bp.app_errorhandler(Exception)
 async def unexpected(exc: Exception) -> Response:
+    # The traceback goes to the log and the trace, never to the client.
     log.error("unhandled_exception", exc_info=exc)
+    trace.get_current_span().record_exception(exc)
     return await error(500, "internal_error", "Something went wrong on our side.")

@@ -41,6 +41,10 @@ class Settings:
     graceful_timeout: float = 10.0
     port: int = 8000
     reload: bool = False
+    # Only what decides whether tracing is on; the SDK reads the rest of OTEL_* itself.
+    otel_service_name: str = "tally"
+    otel_endpoint: str | None = None
+    otel_sdk_disabled: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -65,6 +69,10 @@ class Settings:
             ),
             port=reader.number("PORT", 8000, "must be a port number (1-65535)", int, 1, 65535),
             reload=reader.flag("RELOAD"),
+            otel_service_name=reader.key("OTEL_SERVICE_NAME", "tally"),
+            otel_endpoint=reader.text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            or reader.text("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            otel_sdk_disabled=reader.flag("OTEL_SDK_DISABLED"),
         )
 
 

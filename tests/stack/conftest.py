@@ -6,6 +6,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
 
@@ -15,13 +16,15 @@ import pytest
 from tests.support import free_port, run
 
 # Grafana and Tempo cannot run on these machines (../shared/sandbox/README.md);
-# everything else starts by name.
+# everything else starts by name (naming a service enables its profile for it alone).
 SERVICES = ("redis", "app", "nginx", "prometheus", "redis-exporter", "nginx-exporter")
+RECEIVER = Path(__file__).parent / "otlp_receiver.py"
 
 
 class Stack:
     def __init__(self) -> None:
         self.project = f"tally-test-{uuid.uuid4().hex[:8]}"
+        self.receiver = f"{self.project}-otlp-receiver"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.prometheus = f"http://127.0.0.1:{free_port()}"
@@ -33,13 +36,36 @@ class Stack:
         }
 
     def compose(self, *args: str, check: bool = True) -> CompletedProcess[str]:
-        return run(
-            "docker", "compose", "-p", self.project, "--profile", "observability", *args,
-            check=check, env=self.env,
+        return run("docker", "compose", "-p", self.project, *args, check=check, env=self.env)
+
+    def start(self) -> None:
+        """Bring the stack up with the OTLP receiver in Tempo's place before any replica starts."""
+        self.compose("build", "app")
+        self.compose("up", "-d", "--wait", "redis")  # creates the networks
+        run(
+            "docker", "run", "-d", "--name", self.receiver,
+            "--network", f"{self.project}_backend", "--network-alias", "tempo",
+            "--read-only", "--user", "10001", "--cap-drop", "ALL",
+            "-v", f"{RECEIVER}:/receiver.py:ro",
+            "tally-app:latest", "python", "/receiver.py",
         )  # fmt: skip
+        self.up()
+
+    def stop(self, *args: str) -> None:
+        run("docker", "rm", "-f", self.receiver, check=False)
+        self.compose("--profile", "observability", "down", "--remove-orphans", *args, check=False)
 
     def up(self, *args: str) -> None:
-        self.compose("up", "-d", "--build", "--wait", *args, *SERVICES)
+        # --no-deps: naming a profiled service enables its whole profile, and the app's
+        # optional dependency on Tempo would then be pulled. start() ran redis first.
+        self.compose("up", "-d", "--wait", "--no-deps", *args, *SERVICES)
+
+    def received_spans(self) -> list[dict[str, Any]]:
+        out = run("docker", "logs", self.receiver).stdout
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+    def app_log_lines(self) -> list[str]:
+        return self.compose("logs", "--no-log-prefix", "--no-color", "app").stdout.splitlines()
 
     def containers(self, service: str) -> list[dict[str, str]]:
         out = self.compose("ps", "--format", "json", service).stdout
@@ -71,7 +97,7 @@ class Stack:
 def stack() -> Iterator[Stack]:
     stack = Stack()
     try:
-        stack.up()
+        stack.start()
         yield stack
     finally:
-        stack.compose("down", "-v", "--remove-orphans", check=False)
+        stack.stop("-v")

@@ -156,9 +156,9 @@ def test_scaling_is_seen_live_by_nginx_and_prometheus_without_a_restart(stack: S
 
 def test_count_survives_down_and_up_and_down_v_erases_it(stack: Stack) -> None:
     value = stack.count()
-    stack.compose("down")
-    stack.up()
+    stack.stop()
+    stack.start()
     assert stack.count() == value + 1
-    stack.compose("down", "-v")
-    stack.up()
+    stack.stop("-v")
+    stack.start()
     assert stack.count() == 1

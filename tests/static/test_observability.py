@@ -140,3 +140,23 @@ def test_every_panel_query_parses_as_promql() -> None:
     )  # fmt: skip
     assert result.stdout == "", result.stdout
     assert len(queries) > 20
+
+
+def test_tempo_config_has_the_receiver_and_storage_the_app_relies_on() -> None:
+    tempo = yaml.safe_load((ROOT / "ops" / "tempo" / "tempo.yaml").read_text())
+    http = tempo["distributor"]["receivers"]["otlp"]["protocols"]["http"]
+    assert http["endpoint"].endswith(":4318")
+    storage = tempo["storage"]["trace"]
+    assert storage["backend"] == "local"
+    assert storage["local"]["path"].startswith("/var/tempo/")
+    assert storage["wal"]["path"].startswith("/var/tempo/")
+    assert tempo["server"]["http_listen_port"] == 3200  # Grafana's Tempo datasource URL
+
+    overlay = yaml.safe_load((ROOT / "compose.observability.yaml").read_text())["services"]
+    assert "tempo-data:/var/tempo" in overlay["tempo"]["volumes"]
+    assert "./ops/tempo/tempo.yaml:/etc/tempo/tempo.yaml:ro" in overlay["tempo"]["volumes"]
+    assert "-config.file=/etc/tempo/tempo.yaml" in overlay["tempo"]["command"]
+    assert overlay["tempo"]["profiles"] == ["observability"]
+
+    app_env = yaml.safe_load((ROOT / "compose.yaml").read_text())["x-app"]["environment"]
+    assert app_env["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith("http://tempo:4318}")

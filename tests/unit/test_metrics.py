@@ -19,7 +19,7 @@ from tests.unit.test_routes import FakeCounter
 @pytest.fixture
 async def client() -> AsyncIterator[Client]:
     fake = FakeCounter()
-    app = create_app(Settings(replica_id="replica-1"), lambda _s, _o: cast(Counter, fake))
+    app = create_app(Settings(replica_id="replica-1"), lambda *_: cast(Counter, fake))
     async with app.test_app() as test_app:
         yield test_app.test_client()
 

@@ -50,9 +50,7 @@ def fake() -> FakeCounter:
 
 @pytest.fixture
 async def client(fake: FakeCounter) -> AsyncIterator[Client]:
-    app: Quart = create_app(
-        Settings(replica_id="replica-1"), lambda _settings, _observe: cast(Counter, fake)
-    )
+    app: Quart = create_app(Settings(replica_id="replica-1"), lambda *_: cast(Counter, fake))
     async with app.test_app() as test_app:
         yield test_app.test_client()
 

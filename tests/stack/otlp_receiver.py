@@ -1,0 +1,66 @@
+"""A test double for Tempo: an OTLP/HTTP trace receiver that prints each span as a JSON line.
+
+Runs in the app image (which carries opentelemetry-proto) on the compose network,
+under the network alias `tempo`; the tests read its output with `docker logs`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+
+def attribute_values(attributes: object) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for attribute in attributes:  # type: ignore[attr-defined]
+        kind = attribute.value.WhichOneof("value")
+        value = getattr(attribute.value, kind) if kind else None
+        if kind == "array_value":
+            value = [getattr(v, v.WhichOneof("value")) for v in value.values]
+        values[attribute.key] = value
+    return values
+
+
+class Receiver(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        if self.path != "/v1/traces":
+            self.send_error(404)
+            return
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            resource = attribute_values(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    line = {
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex(),
+                        "name": span.name,
+                        "kind": span.kind,
+                        "resource": resource,
+                        "attributes": attribute_values(span.attributes),
+                    }
+                    print(json.dumps(line), flush=True)
+        payload = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        sys.stderr.write(format % args + "\n")
+
+
+if __name__ == "__main__":
+    ThreadingHTTPServer(("0.0.0.0", 4318), Receiver).serve_forever()  # noqa: S104
