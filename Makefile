@@ -5,7 +5,13 @@ SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST = $(UV) run --frozen pytest
 
-.PHONY: help install test test-unit test-integration test-stack test-static lint format dashboards up down logs ps
+# make load: headless Locust against a running stack (make up first).
+LOAD_HOST ?= http://localhost:$(or $(HTTP_PORT),8080)
+USERS ?= 50
+SPAWN_RATE ?= 10
+DURATION ?= 30s
+
+.PHONY: help install test test-unit test-integration test-stack test-static test-load lint format dashboards load up down logs ps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -14,8 +20,8 @@ install: ## install the locked Python dependencies into .venv (installs uv if mi
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 
-test: install lint ## every test tier: lint, unit, integration, static, stack
-	$(PYTEST) tests/unit tests/integration tests/static tests/stack
+test: install lint ## every test tier: lint, unit, integration, static, stack, load
+	$(PYTEST) tests/unit tests/integration tests/static tests/stack tests/load
 
 test-unit: install ## unit tests only (no Docker needed)
 	$(PYTEST) tests/unit
@@ -29,6 +35,9 @@ test-static: install ## config checks: compose, nginx -t, promtool, dashboards
 test-stack: install ## the compose stack end to end
 	$(PYTEST) tests/stack
 
+test-load: install ## the Locust suite against the stack, and proof that its checks can fail
+	$(PYTEST) tests/load
+
 lint: install ## ruff and mypy --strict
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
@@ -40,6 +49,12 @@ format: install ## apply ruff's formatting and fixes
 
 dashboards: install ## regenerate ops/grafana/dashboards/*.json from ops/grafana/dashboards.py
 	$(UV) run --frozen python ops/grafana/dashboards.py
+
+load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); reports in loadtest/reports/
+	mkdir -p loadtest/reports
+	cd loadtest && $(UV) run --frozen locust -f locustfile.py --headless --only-summary \
+		-u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) --host $(LOAD_HOST) \
+		--html reports/report.html --csv reports/stats
 
 up: ## start the stack (build, wait for health)
 	docker compose up -d --build --wait

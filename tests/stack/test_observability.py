@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.compose_stack import Stack
 from tests.dashboards import panel_queries
-from tests.stack.conftest import Stack
 from tests.support import wait_until
 
 

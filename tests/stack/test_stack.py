@@ -13,7 +13,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.stack.conftest import Stack
+from tests.compose_stack import Stack
 from tests.support import wait_until
 
 JSON = {"Accept": "application/json"}
@@ -149,7 +149,11 @@ def test_scaling_is_seen_live_by_nginx_and_prometheus_without_a_restart(stack: S
     finally:
         stop.set()
         worker.join()
-    assert failures == []
+    errors = [
+        line for line in stack.compose("logs", "--no-color", "nginx").stdout.splitlines()
+        if "[error]" in line or "[warn]" in line
+    ]  # fmt: skip
+    assert failures == [], "\n".join(errors[-20:])
     assert len(stack.containers("app")) == 3
     assert stack.containers("nginx")[0]["ID"] == nginx_before
 

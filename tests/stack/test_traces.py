@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.stack.conftest import Stack
+from tests.compose_stack import Stack
 from tests.support import wait_until
 
 SERVER = 2  # OTLP SpanKind SPAN_KIND_SERVER

@@ -1,24 +1,22 @@
-"""The compose stack built from this repo, under a project name and host port of its own."""
+"""The compose stack built from this repo, under a project name and host ports of its own."""
 
 from __future__ import annotations
 
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.support import free_port, run
 
 # Grafana and Tempo cannot run on these machines (../shared/sandbox/README.md);
 # everything else starts by name (naming a service enables its profile for it alone).
 SERVICES = ("redis", "app", "nginx", "prometheus", "redis-exporter", "nginx-exporter")
-RECEIVER = Path(__file__).parent / "otlp_receiver.py"
+RECEIVER = Path(__file__).parent / "stack" / "otlp_receiver.py"
 
 
 class Stack:
@@ -91,13 +89,3 @@ class Stack:
             "count"
         ]
         return value
-
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    stack = Stack()
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop("-v")

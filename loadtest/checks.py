@@ -1,0 +1,99 @@
+"""The load test's verdicts: pure functions over what a run saw, so they are tested on their own."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Observations:
+    """What one process (or, merged, the whole run) saw from /count."""
+
+    values: list[int] = field(default_factory=list)
+    served_by: Counter[str] = field(default_factory=Counter)
+    increments: int = 0
+
+    def merge(self, other: Observations) -> None:
+        self.values.extend(other.values)
+        self.served_by.update(other.served_by)
+        self.increments += other.increments
+
+    def to_message(self) -> dict[str, object]:
+        return {
+            "values": self.values,
+            "served_by": dict(self.served_by),
+            "increments": self.increments,
+        }
+
+    @classmethod
+    def from_message(cls, data: dict[str, object]) -> Observations:
+        return cls(
+            values=list(data["values"]),  # type: ignore[call-overload]
+            served_by=Counter(data["served_by"]),  # type: ignore[arg-type]
+            increments=int(data["increments"]),  # type: ignore[call-overload]
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    check: str
+    passed: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'} {self.check}: {self.detail}"
+
+
+def atomicity(seen: Observations, initial: int, final: int) -> Verdict:
+    """Every value distinct, and the counter moved by exactly the increments made.
+
+    `initial` and `final` come from a /count before and after the run; the final
+    read is itself an increment, hence the + 1.
+    """
+    duplicates = [value for value, n in Counter(seen.values).items() if n > 1]
+    outside = [value for value in seen.values if not initial < value < final]
+    expected = seen.increments + 1
+    moved = final - initial
+    problems = []
+    if duplicates:
+        problems.append(f"{len(duplicates)} values seen more than once (e.g. {duplicates[:3]})")
+    if outside:
+        problems.append(f"{len(outside)} values outside ({initial}, {final})")
+    if moved != expected:
+        problems.append(f"counter moved {moved}, expected {expected}")
+    detail = "; ".join(problems) or f"{seen.increments} increments, all distinct, none lost"
+    return Verdict("atomicity", not problems, detail)
+
+
+def balancing(served_by: Counter[str], replicas: int, tolerance: float) -> Verdict:
+    """Each of `replicas` replicas serves an even share, within `tolerance` (relative)."""
+    total = sum(served_by.values())
+    if total == 0:
+        return Verdict("balancing", False, "no responses")
+    even = total / replicas
+    shares = ", ".join(f"{name} {n / total:.1%}" for name, n in sorted(served_by.items()))
+    problems = []
+    if len(served_by) != replicas:
+        problems.append(f"{len(served_by)} replicas served, expected {replicas}")
+    uneven = [name for name, n in served_by.items() if abs(n - even) > tolerance * even]
+    if uneven:
+        problems.append(f"outside ±{tolerance:.0%} of even: {', '.join(sorted(uneven))}")
+    return Verdict("balancing", not problems, "; ".join([*problems, shares]))
+
+
+def errors_and_latency(
+    requests: int, failures: int, p99_ms: float, max_failure_ratio: float, max_p99_ms: float
+) -> Verdict:
+    ratio = failures / requests if requests else 1.0
+    passed = requests > 0 and ratio <= max_failure_ratio and p99_ms <= max_p99_ms
+    detail = (
+        f"{failures}/{requests} failed ({ratio:.2%}, max {max_failure_ratio:.2%}), "
+        f"p99 {p99_ms:.0f} ms (max {max_p99_ms:.0f} ms)"
+    )
+    return Verdict("errors_and_latency", passed, detail)
+
+
+def failed(verdicts: Iterable[Verdict]) -> list[str]:
+    return [v.check for v in verdicts if not v.passed]
