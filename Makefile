@@ -11,7 +11,7 @@ USERS ?= 50
 SPAWN_RATE ?= 10
 DURATION ?= 30s
 
-.PHONY: help install test test-unit test-integration test-stack test-static test-load lint format dashboards load up down logs ps
+.PHONY: help install test test-unit test-integration test-stack test-static test-load test-faults reliability lint format dashboards load up down logs ps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,8 +20,8 @@ install: ## install the locked Python dependencies into .venv (installs uv if mi
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 
-test: install lint ## every test tier: lint, unit, integration, static, stack, load
-	$(PYTEST) tests/unit tests/integration tests/static tests/stack tests/load
+test: install lint ## every test tier: lint, unit, integration, static, stack, load, faults
+	$(PYTEST) tests/unit tests/integration tests/static tests/stack tests/load tests/faults
 
 test-unit: install ## unit tests only (no Docker needed)
 	$(PYTEST) tests/unit
@@ -34,6 +34,11 @@ test-static: install ## config checks: compose, nginx -t, promtool, dashboards
 
 test-stack: install ## the compose stack end to end
 	$(PYTEST) tests/stack
+
+test-faults: install ## faults under load (replica killed, restarts, Redis killed/paused, nginx reload)
+	$(PYTEST) tests/faults
+
+reliability: test-faults ## run the faults and print their table (recorded in docs/RELIABILITY.md)
 
 test-load: install ## the Locust suite against the stack, and proof that its checks can fail
 	$(PYTEST) tests/load

@@ -31,6 +31,9 @@ class Stack:
             "HTTP_PORT": str(self.port),
             "PROMETHEUS_PORT": self.prometheus.rsplit(":", 1)[1],
             "GRAFANA_PORT": str(free_port()),
+            # All test traffic comes from one address; the limit itself has its own test.
+            "NGINX_RATE_LIMIT": "100000r/s",
+            "NGINX_RATE_BURST": "100000",
         }
 
     def compose(self, *args: str, check: bool = True) -> CompletedProcess[str]:

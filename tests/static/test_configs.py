@@ -19,6 +19,7 @@ def test_nginx_accepts_our_config() -> None:
         "docker", "run", "--rm",
         "-v", f"{nginx / 'templates'}:/etc/nginx/templates:ro",
         "-v", f"{nginx / 'snippets'}:/etc/nginx/snippets:ro",
+        "-e", "NGINX_RATE_LIMIT=100r/s", "-e", "NGINX_RATE_BURST=200",
         "nginx:1.30", "nginx", "-t",
     )  # fmt: skip
     assert "syntax is ok" in result.stderr

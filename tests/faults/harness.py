@@ -1,0 +1,177 @@
+"""Load through nginx while a fault is injected, and exact accounting of what was counted.
+
+Every logical request carries its own Idempotency-Key. A 503 is retried with the
+same key after a short pause, as the contract intends, and so is a connection
+that died under the client (a well-behaved client retries an idempotent request):
+then each logical request is counted exactly once, even when Redis ran a command
+whose answer timed out. Anything else would show up as lost or double-counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+
+JSON = {"Accept": "application/json"}
+
+
+@dataclass
+class Attempt:
+    started: float
+    latency: float
+    status: int  # 0: the connection failed
+    retry_after: str | None
+    served_by: str | None = None  # None: nginx answered itself (or nobody did)
+
+
+@dataclass
+class Row:
+    fault: str
+    requests: int
+    attempts: int
+    errors: int
+    lost: int
+    double_counted: int
+    recovery_s: float
+    max_latency_s: float
+    rate: float
+
+    def cells(self) -> list[str]:
+        return [
+            self.fault, str(self.requests), str(self.attempts), str(self.errors),
+            str(self.lost), str(self.double_counted), f"{self.recovery_s:.2f}",
+            f"{self.max_latency_s:.3f}", f"{self.rate:.0f}",
+        ]  # fmt: skip
+
+
+HEADER = [
+    "fault", "requests", "attempts", "errors", "lost", "double-counted",
+    "recovery (s)", "max latency (s)", "req/s",
+]  # fmt: skip
+
+
+def read_count(url: str) -> int:
+    """One /count, retried with the same Idempotency-Key until it answers 200 (at most 15 s)."""
+    key = {**JSON, "Idempotency-Key": uuid.uuid4().hex}
+    deadline = time.monotonic() + 15
+    while True:
+        response = httpx.get(f"{url}/count", headers=key, timeout=10)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            value: int = response.json()["count"]
+            return value
+        time.sleep(0.1)
+
+
+def steady(url: str, rounds: int = 3, concurrency: int = 30) -> bool:
+    """Rounds of concurrent /readyz all 200: every pooled Redis connection of every replica
+    (not just the one a sequential client would reuse) answers again after a fault."""
+
+    async def probe() -> bool:
+        async with httpx.AsyncClient(timeout=5) as client:
+            for _ in range(rounds):
+                answers = await asyncio.gather(
+                    *(client.get(f"{url}/readyz") for _ in range(concurrency))
+                )
+                if any(answer.status_code != 200 for answer in answers):
+                    return False
+        return True
+
+    return asyncio.run(probe())
+
+
+@dataclass
+class Load:
+    url: str
+    concurrency: int = 8
+    retry: bool = True
+    give_up_after: float = 15.0
+    attempts: list[Attempt] = field(default_factory=list)
+    acked: dict[str, int] = field(default_factory=dict)
+    unresolved: int = 0
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()))
+
+    def __enter__(self) -> Load:
+        self.start_count = read_count(self.url)
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            self.stopped = time.monotonic()
+
+    def wait_for_rate(self, seconds: float) -> None:
+        """Let the load run for `seconds` (its own pacing: the requests it completes)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.05)
+
+    async def _run(self) -> None:
+        limits = httpx.Limits(max_connections=self.concurrency)
+        async with httpx.AsyncClient(limits=limits, timeout=10, headers=JSON) as client:
+            await asyncio.gather(*(self._worker(client) for _ in range(self.concurrency)))
+
+    async def _worker(self, client: httpx.AsyncClient) -> None:
+        while not self._stop.is_set():
+            key = uuid.uuid4().hex
+            give_up = time.monotonic() + self.give_up_after
+            while True:
+                started = time.monotonic()
+                try:
+                    response = await client.get(
+                        f"{self.url}/count", headers={"Idempotency-Key": key}
+                    )
+                    status, retry_after = response.status_code, response.headers.get("Retry-After")
+                except httpx.TransportError:
+                    status, retry_after = 0, None
+                self.attempts.append(
+                    Attempt(started, time.monotonic() - started, status, retry_after)
+                )
+                if status == 200:
+                    self.acked[key] = response.json()["count"]
+                    break
+                if not self.retry or time.monotonic() > give_up:
+                    self.unresolved += 1
+                    break
+                await asyncio.sleep(0.1)
+
+    def row(self, fault: str, fault_at: float, end_count: int | None = None) -> Row:
+        """Account for the run: `end_count` is read through the API unless given."""
+        end = read_count(self.url) if end_count is None else end_count
+        values = list(self.acked.values())
+        expected = self.start_count + len(values) + (1 if end_count is None else 0)
+        duplicates = sum(n - 1 for n in Counter(values).values() if n > 1)
+        failed = [a for a in self.attempts if a.status != 200]
+        last_failure = max((a.started + a.latency for a in failed), default=fault_at)
+        elapsed = self.stopped - self.started
+        return Row(
+            fault=fault,
+            requests=len(values) + self.unresolved,
+            attempts=len(self.attempts),
+            errors=len(failed),
+            lost=max(0, expected - end),
+            double_counted=duplicates + max(0, end - expected),
+            recovery_s=max(0.0, last_failure - fault_at) if failed else 0.0,
+            max_latency_s=max((a.latency for a in self.attempts), default=0.0),
+            rate=len(self.attempts) / elapsed if elapsed else 0.0,
+        )
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""Faults under load (closed loop, 8 connections, well over 200 req/s) through nginx.
+
+Each test appends its row to the table that `make reliability` prints.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.compose_stack import Stack
+from tests.faults.harness import Load, Row, read_count, steady
+from tests.support import run, wait_until
+
+REDIS_TIMEOUT = 1.0  # the stack's default
+# Client-side latency adds nginx and the loopback hop to the app's own bound.
+LATENCY_BOUND = REDIS_TIMEOUT + 0.1 + 0.1
+
+
+@pytest.fixture(autouse=True)
+def healthy_stack(stack: Stack) -> Iterator[None]:
+    """Every fault starts from, and leaves behind, the stack as `up` makes it."""
+    stack.up()
+    wait_until(lambda: steady(stack.url), 30, "every replica ready on every connection")
+    yield
+    stack.up()
+
+
+def container(stack: Stack, service: str) -> str:
+    return stack.containers(service)[0]["ID"]
+
+
+def redis_healthy(stack: Stack) -> bool:
+    out = run("docker", "inspect", "-f", "{{.State.Health.Status}}", container(stack, "redis"))
+    return out.stdout.strip() == "healthy"
+
+
+def assert_exact(row: Row) -> None:
+    assert row.rate >= 200, f"load too light: {row.rate:.0f} req/s"
+    assert row.lost == 0
+    assert row.double_counted == 0
+
+
+def test_replica_killed_mid_load_loses_nothing(stack: Stack, report: list[Row]) -> None:
+    with Load(stack.url) as load:
+        load.wait_for_rate(2)
+        fault_at = time.monotonic()
+        run("docker", "kill", stack.containers("app")[0]["ID"])
+        load.wait_for_rate(4)
+    row = load.row("replica killed (docker kill)", fault_at)
+    report.append(row)
+    assert row.errors == 0
+    assert_exact(row)
+
+
+def test_rolling_restart_of_every_replica_fails_no_request(stack: Stack, report: list[Row]) -> None:
+    replicas = [c["ID"] for c in stack.containers("app")]
+    with Load(stack.url) as load:
+        load.wait_for_rate(1)
+        fault_at = time.monotonic()
+        for replica in replicas:
+            run("docker", "restart", "-t", "15", replica)
+            wait_until(
+                lambda r=replica: run(
+                    "docker", "inspect", "-f", "{{.State.Health.Status}}", r
+                ).stdout.strip() == "healthy",
+                30,
+                f"replica {replica[:12]} healthy again",
+            )  # fmt: skip
+        load.wait_for_rate(1)
+    row = load.row("rolling restart of 3 replicas", fault_at)
+    report.append(row)
+    assert row.errors == 0
+    assert_exact(row)
+
+
+def test_redis_restart_answers_503_in_time_then_recovers(stack: Stack, report: list[Row]) -> None:
+    with Load(stack.url) as load:
+        load.wait_for_rate(2)
+        fault_at = time.monotonic()
+        stack.compose("restart", "redis")
+        wait_until(lambda: redis_healthy(stack), 30, "redis healthy after restart")
+        healthy_at = time.monotonic()
+        load.wait_for_rate(5)
+    row = load.row("redis restarted (compose restart)", fault_at)
+    report.append(row)
+    failed = [a for a in load.attempts if a.status != 200]
+    assert {a.status for a in failed} <= {503}
+    assert all(a.retry_after == "1" for a in failed)
+    assert row.max_latency_s < LATENCY_BOUND
+    oks_after = [a.started for a in load.attempts if a.status == 200 and a.started > healthy_at]
+    assert oks_after, "no 200 after Redis came back"
+    assert min(oks_after) - healthy_at < 5
+    assert_exact(row)
+
+
+@pytest.mark.parametrize("appendfsync", ["everysec", "always"])
+def test_redis_sigkill_under_load_loses_no_acknowledged_increment_with_always(
+    stack: Stack, report: list[Row], appendfsync: str
+) -> None:
+    stack.env["REDIS_APPENDFSYNC"] = appendfsync
+    try:
+        stack.up()  # recreates Redis with that policy; the data volume stays
+        wait_until(lambda: steady(stack.url), 30, "every replica ready on every connection")
+        with Load(stack.url, retry=False) as load:
+            load.wait_for_rate(3)
+            fault_at = time.monotonic()
+            run("docker", "kill", "-s", "KILL", container(stack, "redis"))
+            load.stop()
+        stack.up()
+        wait_until(lambda: steady(stack.url), 30, "every replica ready on every connection")
+        # The counter as Redis recovered it; the read itself is one more increment.
+        recovered = read_count(stack.url) - 1
+        highest_acked = max(load.acked.values())
+        row = load.row(f"redis SIGKILL, appendfsync {appendfsync}", fault_at, recovered)
+        row.lost = max(0, highest_acked - recovered)
+        row.double_counted = 0  # not judged here: values past the loss are handed out again
+        report.append(row)
+        assert row.rate >= 200
+        if appendfsync == "always":
+            assert row.lost == 0
+    finally:
+        del stack.env["REDIS_APPENDFSYNC"]
+
+
+def test_redis_paused_every_request_answers_in_time(stack: Stack, report: list[Row]) -> None:
+    redis = container(stack, "redis")
+    with Load(stack.url) as load:
+        load.wait_for_rate(2)
+        fault_at = time.monotonic()
+        subprocess.run(("docker", "pause", redis), check=True)
+        try:
+            time.sleep(3)  # the fault's duration, not a wait for a condition
+        finally:
+            subprocess.run(("docker", "unpause", redis), check=True)
+        load.wait_for_rate(3)
+    row = load.row("redis paused 3 s (docker pause)", fault_at)
+    report.append(row)
+    assert row.errors > 0  # the pause was felt: 503s, answered in time
+    assert row.max_latency_s < LATENCY_BOUND
+    assert row.recovery_s < 3 + REDIS_TIMEOUT + 2
+    assert_exact(row)
+
+
+def test_nginx_reload_under_load_fails_no_request(stack: Stack, report: list[Row]) -> None:
+    with Load(stack.url) as load:
+        load.wait_for_rate(2)
+        fault_at = time.monotonic()
+        for _ in range(2):
+            stack.compose("exec", "-T", "nginx", "nginx", "-s", "reload")
+            load.wait_for_rate(1.5)
+        load.wait_for_rate(1)
+    row = load.row("nginx reload x2 (nginx -s reload)", fault_at)
+    report.append(row)
+    answered = [(a.status, a.served_by) for a in load.attempts if a.status not in (200, 0)]
+    assert answered == []
+    assert load.unresolved == 0
+    assert_exact(row)

@@ -1,0 +1,71 @@
+"""Hardening, checked statically: the Dockerfile (hadolint) and every service in every profile."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.support import ROOT, run
+
+PROFILES = ("observability", "loadtest", "dev")
+# Services whose process starts as root, each for a reason, with every other capability dropped.
+STARTS_AS_ROOT = {
+    "redis": "the image's entrypoint chowns /data, then drops to user redis",
+    "nginx": "the master binds :80 and starts its workers as user nginx",
+    "secrets": "one-shot with no network: writes each secret owned by its one reader",
+}
+
+
+def services() -> dict[str, dict[str, Any]]:
+    flags = [arg for profile in PROFILES for arg in ("--profile", profile)]
+    config = json.loads(run("docker", "compose", *flags, "config", "--format", "json").stdout)
+    result: dict[str, dict[str, Any]] = config["services"]
+    return result
+
+
+SERVICES = services()
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    result = run(str(ROOT / ".venv" / "bin" / "hadolint"), str(ROOT / "Dockerfile"), check=False)
+    assert result.returncode == 0, result.stdout
+
+
+def test_app_image_runs_as_a_non_root_user() -> None:
+    users = re.findall(r"^USER\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert users
+    assert users[-1].split(":")[0] not in ("root", "0")
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_service_is_locked_down(name: str) -> None:
+    service = SERVICES[name]
+    assert not service.get("privileged"), "privileged"
+    assert "no-new-privileges:true" in service.get("security_opt", [])
+    assert service.get("cap_drop") == ["ALL"]
+    assert service.get("read_only") is True
+    for volume in service.get("volumes", []):
+        assert "docker.sock" not in str(volume.get("source", ""))
+    if name not in STARTS_AS_ROOT:
+        assert str(service.get("user", "")).split(":")[0] not in ("root", "0")
+    else:
+        assert set(service.get("cap_add", [])) <= {
+            "CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE", "DAC_OVERRIDE", "FOWNER",
+        }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_only_nginx_is_published_beyond_loopback(name: str) -> None:
+    for port in SERVICES[name].get("ports", []):
+        if name != "nginx":
+            assert port.get("host_ip") == "127.0.0.1", port
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_secrets_come_only_from_files(name: str) -> None:
+    for variable, value in (SERVICES[name].get("environment") or {}).items():
+        if re.search(r"PASSWORD|SECRET|TOKEN|API_KEY", variable) and not variable.endswith("FILE"):
+            assert not value, f"{variable} carries a secret in the environment"
