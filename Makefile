@@ -11,7 +11,7 @@ USERS ?= 50
 SPAWN_RATE ?= 10
 DURATION ?= 30s
 
-.PHONY: help install test test-unit test-integration test-stack test-static test-load test-faults reliability lint format dashboards load up down logs ps
+.PHONY: help install test test-unit test-integration test-stack test-static test-load test-faults reliability bench lint format dashboards load up down logs ps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,10 @@ load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); re
 	cd loadtest && $(UV) run --frozen locust -f locustfile.py --headless --only-summary \
 		-u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) --host $(LOAD_HOST) \
 		--html reports/report.html --csv reports/stats
+
+bench: install ## tally vs a bare Quart baseline under wrk; writes bench/results/latest.md
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(UV) run --frozen python bench/run.py
 
 up: ## start the stack (build, wait for health)
 	docker compose up -d --build --wait

@@ -1,4 +1,5 @@
-"""A test double for Tempo: an OTLP/HTTP trace receiver that prints each span as a JSON line.
+"""A test double for Tempo: an OTLP/HTTP trace receiver that prints each span as a JSON line
+(or, with --discard, the benchmark's sink that accepts and forgets).
 
 Runs in the app image (which carries opentelemetry-proto) on the compose network,
 under the network alias `tempo`; the tests read its output with `docker logs`.
@@ -31,6 +32,11 @@ def attribute_values(attributes: object) -> dict[str, object]:
 class Receiver(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if DISCARD:  # the benchmark's sink: accept and forget, as cheaply as possible
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         if self.path != "/v1/traces":
@@ -61,6 +67,8 @@ class Receiver(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         sys.stderr.write(format % args + "\n")
 
+
+DISCARD = "--discard" in sys.argv
 
 if __name__ == "__main__":
     ThreadingHTTPServer(("0.0.0.0", 4318), Receiver).serve_forever()  # noqa: S104

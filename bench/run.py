@@ -1,0 +1,186 @@
+"""make bench: tally with everything on against a bare Quart baseline, loaded by wrk.
+
+Both variants are built and measured in this one run (the machine is noisy, so
+only ratios within a run mean anything): GET /count through nginx, 3 replicas,
+32 and 128 connections, median of 3 runs of 10 s. Prints one table and writes it
+to bench/results/latest.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "latest.md"
+CONNECTIONS = (32, 128)
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+SERVICES = ("redis", "app", "nginx")
+UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+@dataclass
+class WrkRun:
+    requests: int
+    rps: float
+    p50: float
+    p99: float
+    errors: int
+
+
+def sh(*args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    if check and result.returncode != 0:
+        sys.exit(f"bench: {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def seconds(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(number) * UNITS[unit]
+
+
+def wrk(url: str, connections: int, duration: int) -> WrkRun:
+    out = sh("wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url)
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return WrkRun(
+        requests=int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50=seconds(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        p99=seconds(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
+    )
+
+
+def read_count(url: str) -> int:
+    # Our own stack's loopback address: no file: or custom schemes reach here.
+    request = urllib.request.Request(f"{url}/count", headers={"Accept": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return int(json.load(response)["count"])
+
+
+class Variant:
+    def __init__(self, name: str, files: list[str], tracing: bool) -> None:
+        self.name = name
+        self.project = f"tally-bench-{name.split()[0].lower()}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.files = [arg for f in files for arg in ("-f", f)]
+        self.tracing = tracing
+        self.env = {
+            **os.environ, "HTTP_PORT": str(self.port),
+            "NGINX_RATE_LIMIT": "1000000r/s", "NGINX_RATE_BURST": "1000000",
+        }  # fmt: skip
+
+    def compose(self, *args: str) -> str:
+        return sh("docker", "compose", "-p", self.project, *self.files, *args, env=self.env)
+
+    def up(self) -> None:
+        self.compose("build", "app")
+        self.compose("up", "-d", "--wait", "redis")
+        if self.tracing:
+            # An OTLP sink in Tempo's place (Tempo cannot run here), so spans really leave.
+            sh("docker", "run", "-d", "--name", f"{self.project}-otlp",
+               "--network", f"{self.project}_backend", "--network-alias", "tempo",
+               "-v", f"{ROOT}/tests/stack/otlp_receiver.py:/receiver.py:ro",
+               "tally-app:latest", "python", "/receiver.py", "--discard")  # fmt: skip
+        self.compose("up", "-d", "--wait", "--no-deps", *SERVICES)
+
+    def down(self) -> None:
+        sh("docker", "rm", "-f", f"{self.project}-otlp", check=False)
+        sh("docker", "compose", "-p", self.project, *self.files, "down", "-v",
+           env=self.env, check=False)  # fmt: skip
+
+    def rss_mib(self) -> list[float]:
+        ids = self.compose("ps", "-q", "app").split()
+        out = sh("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", *ids)
+        return [mib(line.split("/")[0].strip()) for line in out.splitlines()]
+
+
+def mib(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(B|KiB|MiB|GiB)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"B": 2**-20, "KiB": 2**-10, "MiB": 1, "GiB": 1024}[unit]
+
+
+def measure(variant: Variant) -> list[list[str]]:
+    rows = []
+    variant.up()
+    try:
+        wrk(f"{variant.url}/count", 32, 3)  # warm up pools, caches, the JIT of nothing
+        start = read_count(variant.url)
+        completed, in_flight_bound = 0, 0
+        results: dict[int, list[WrkRun]] = {}
+        for connections in CONNECTIONS:
+            runs = [wrk(f"{variant.url}/count", connections, SECONDS) for _ in range(RUNS)]
+            results[connections] = runs
+            completed += sum(r.requests for r in runs)
+            in_flight_bound += connections * RUNS
+        delta = read_count(variant.url) - start - 1
+        exact = completed <= delta <= completed + in_flight_bound
+        check = f"{'ok' if exact else 'MISMATCH'} ({delta - completed:+d})"
+        rss = ", ".join(f"{m:.0f}" for m in variant.rss_mib())
+        for connections, runs in results.items():
+            rows.append([
+                variant.name, str(connections),
+                f"{statistics.median(r.rps for r in runs):,.0f}",
+                f"{statistics.median(r.p50 for r in runs) * 1000:.1f}",
+                f"{statistics.median(r.p99 for r in runs) * 1000:.1f}",
+                str(sum(r.errors for r in runs)), check, rss,
+            ])  # fmt: skip
+    finally:
+        variant.down()
+    return rows
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is missing (make bench installs Debian's wrk)")
+    variants = [
+        Variant("tally (metrics, tracing 100%, JSON logs, exactly-once)", ["compose.yaml"], True),
+        Variant("bare Quart + Hypercorn", ["compose.yaml", "bench/compose.bare.yaml"], False),
+    ]
+    header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
+              "RSS per replica (MiB)"]  # fmt: skip
+    rows = [row for variant in variants for row in measure(variant)]
+    rps = {(row[0], int(row[1])): float(row[2].replace(",", "")) for row in rows}
+    tally, bare = variants[0].name, variants[1].name
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: GET /count through nginx,"
+        f" 3 replicas, wrk -t2, median of {RUNS} x {SECONDS} s.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+        *(
+            f"- tally / bare at {c} connections: {rps[(tally, c)] / rps[(bare, c)]:.0%}"
+            for c in CONNECTIONS
+        ),
+        f"- tally at 128 / at 32 connections: {rps[(tally, 128)] / rps[(tally, 32)]:.0%}",
+    ]
+    text = "\n".join(lines) + "\n"
+    RESULTS.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
