@@ -11,7 +11,7 @@ USERS ?= 50
 SPAWN_RATE ?= 10
 DURATION ?= 30s
 
-.PHONY: help install test test-unit test-integration test-stack test-static test-load test-faults reliability bench lint format dashboards load up down logs ps
+.PHONY: help install test test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench lint format dashboards load up down logs ps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,8 +20,11 @@ install: ## install the locked Python dependencies into .venv (installs uv if mi
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 
-test: install lint ## every test tier: lint, unit, integration, static, stack, load, faults
-	$(PYTEST) tests/unit tests/integration tests/static tests/stack tests/load tests/faults
+test: install install-browser lint ## every tier: lint, unit, integration, static, stack, browser, load, faults
+	$(PYTEST) tests/unit tests/integration tests/static tests/stack tests/browser tests/load tests/faults
+
+install-browser: ## Debian's Chromium for the browser tests (apt, as root), when missing
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 
 test-unit: install ## unit tests only (no Docker needed)
 	$(PYTEST) tests/unit
@@ -39,6 +42,12 @@ test-faults: install ## faults under load (replica killed, restarts, Redis kille
 	$(PYTEST) tests/faults
 
 reliability: test-faults ## run the faults and print their table (recorded in docs/RELIABILITY.md)
+
+test-browser: install install-browser ## the pages in headless Chromium through nginx
+	$(PYTEST) tests/browser
+
+screenshots: install install-browser ## regenerate the README's screenshots in docs/img/
+	SCREENSHOTS_DIR=$(CURDIR)/docs/img $(PYTEST) tests/browser
 
 test-load: install ## the Locust suite against the stack, and proof that its checks can fail
 	$(PYTEST) tests/load

@@ -65,8 +65,8 @@ def wrk(url: str, connections: int, duration: int) -> WrkRun:
     return WrkRun(
         requests=int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
         rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        p50=seconds(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
-        p99=seconds(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        p50=seconds(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1)),  # type: ignore[union-attr]
+        p99=seconds(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1)),  # type: ignore[union-attr]
         errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
     )
 

@@ -43,6 +43,7 @@ def create_app(
     tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("tally", __version__)
     app.extensions["settings"] = settings
     app.extensions["metrics"] = metrics
+    app.extensions["links"] = routes.DashboardLinks(settings.grafana_url, settings.prometheus_url)
     app.register_blueprint(routes.bp)
     access_log = get_logger()
 
@@ -65,21 +66,24 @@ def create_app(
         g.request_id = incoming if g.idempotent else uuid.uuid4().hex
         g.route = request.url_rule.rule if request.url_rule else None
         # A caller's W3C traceparent (passed through nginx untouched) continues here.
-        parent = propagate.extract(request.headers)
+        parent = propagate.extract(request.headers) if "traceparent" in request.headers else None
         g.span = tracer.start_span(
             f"{request.method} {g.route}" if g.route else request.method,
             context=parent,
             kind=SpanKind.SERVER,
-            attributes={
-                "http.request.method": request.method,
-                "http.route": g.route or "",
-                "url.path": request.path,
-                "url.scheme": request.scheme,
-                "network.protocol.version": request.http_version.removeprefix("HTTP/"),
-                "user_agent.original": request.headers.get("User-Agent", ""),
-                "http.request.header.x-request-id": (g.request_id,),
-            },
         )
+        if g.span.is_recording():  # most requests are not sampled: skip the attributes then
+            g.span.set_attributes(
+                {
+                    "http.request.method": request.method,
+                    "http.route": g.route or "",
+                    "url.path": request.path,
+                    "url.scheme": request.scheme,
+                    "network.protocol.version": request.http_version.removeprefix("HTTP/"),
+                    "user_agent.original": request.headers.get("User-Agent", ""),
+                    "http.request.header.x-request-id": (g.request_id,),
+                }
+            )
         g.trace_token = context.attach(trace.set_span_in_context(g.span, parent))
         structlog.contextvars.bind_contextvars(request_id=g.request_id)
         if incoming is not None and not g.idempotent:

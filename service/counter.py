@@ -31,6 +31,8 @@ return {value, 0}
 """
 
 
+REDIS_OPERATIONS = ("evalsha", "incr", "ping")
+
 # Told of every Redis call: (command, seconds, ok). The metrics hook in here.
 Observer = Callable[[str, float, bool], None]
 
@@ -69,12 +71,15 @@ class Counter:
         self._tracer = tracer or NoOpTracer()
         self._script = redis.register_script(_INCREMENT_ONCE)
         pool = redis.connection_pool.connection_kwargs
-        # Database client span attributes (OpenTelemetry semantic conventions).
-        self._span_attributes: dict[str, str | int] = {
+        # Database client span attributes (OpenTelemetry semantic conventions), per operation.
+        server: dict[str, str | int] = {
             "db.system.name": "redis",
             "db.namespace": str(pool.get("db", 0)),
             "server.address": str(pool.get("host", pool.get("path", ""))),
             "server.port": int(pool.get("port", 0)),
+        }
+        self._span_attributes = {
+            name: {**server, "db.operation.name": name.upper()} for name in REDIS_OPERATIONS
         }
 
     @classmethod
@@ -122,11 +127,8 @@ class Counter:
     async def _call(self, name: str, command: Any) -> Any:
         # socket_timeout bounds each read, but a connect plus a read could
         # take twice that; the outer deadline keeps the whole call within it.
-        operation = name.upper()
         with self._tracer.start_as_current_span(
-            operation,
-            kind=SpanKind.CLIENT,
-            attributes={**self._span_attributes, "db.operation.name": operation},
+            name.upper(), kind=SpanKind.CLIENT, attributes=self._span_attributes[name]
         ):
             started = time.perf_counter()
             try:

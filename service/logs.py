@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
+import orjson
 import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -16,6 +17,8 @@ from service.settings import Settings
 def configure(settings: Settings, stream: TextIO | None = None) -> None:
     """Route structlog and every stdlib logger (Hypercorn, libraries) to one renderer."""
     out = stream or sys.stdout
+    # Bytes straight to the stream's buffer: one access line per request is on the hot path.
+    binary: BinaryIO | None = getattr(out, "buffer", None)
 
     def add_replica(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         event.setdefault("replica", settings.replica_id)
@@ -32,15 +35,19 @@ def configure(settings: Settings, stream: TextIO | None = None) -> None:
     if settings.log_format == "json":
         # Tracebacks go to the log as one string field, never to a client.
         shared.append(structlog.processors.dict_tracebacks)
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
     else:
         renderer = structlog.dev.ConsoleRenderer()
     level = logging.getLevelNamesMapping()[settings.log_level]
+    fast = settings.log_format == "json" and binary is not None
+    logger_factory: Any = (
+        structlog.BytesLoggerFactory(binary) if fast else structlog.WriteLoggerFactory(out)
+    )
 
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=[*shared, renderer if fast else _as_text(renderer)],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.WriteLoggerFactory(out),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )
 
@@ -48,7 +55,10 @@ def configure(settings: Settings, stream: TextIO | None = None) -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _as_text(renderer),
+            ],
         )
     )
     root = logging.getLogger()
@@ -59,6 +69,16 @@ def configure(settings: Settings, stream: TextIO | None = None) -> None:
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+
+
+def _as_text(renderer: Processor) -> Processor:
+    """orjson renders bytes; text streams and stdlib handlers want str."""
+
+    def render(logger: WrappedLogger, name: str, event: EventDict) -> str:
+        rendered = renderer(logger, name, event)
+        return rendered.decode() if isinstance(rendered, bytes) else str(rendered)
+
+    return render
 
 
 def add_trace_ids(_: WrappedLogger, __: str, event: EventDict) -> EventDict:

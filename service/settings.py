@@ -41,6 +41,9 @@ class Settings:
     graceful_timeout: float = 10.0
     port: int = 8000
     reload: bool = False
+    # Where a browser finds the dashboards; linked from the pages while they are up.
+    grafana_url: str = "http://localhost:3000"
+    prometheus_url: str = "http://localhost:9090"
     # Only what decides whether tracing is on; the SDK reads the rest of OTEL_* itself.
     otel_service_name: str = "tally"
     otel_endpoint: str | None = None
@@ -69,6 +72,8 @@ class Settings:
             ),
             port=reader.number("PORT", 8000, "must be a port number (1-65535)", int, 1, 65535),
             reload=reader.flag("RELOAD"),
+            grafana_url=reader.url("GRAFANA_URL", "http://localhost:3000"),
+            prometheus_url=reader.url("PROMETHEUS_URL", "http://localhost:9090"),
             otel_service_name=reader.key("OTEL_SERVICE_NAME", "tally"),
             otel_endpoint=reader.text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             or reader.text("OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -112,6 +117,13 @@ class _Reader:
         too_high = high is not None and value > high
         if value != value or too_low or too_high:  # value != value: NaN
             raise ConfigError(name, rule, raw)
+        return value
+
+    def url(self, name: str, default: str) -> str:
+        value = self.text(name) or default
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(name, "must be an http:// or https:// URL", value)
         return value
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...], upper: bool = False) -> str:

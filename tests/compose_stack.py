@@ -34,6 +34,8 @@ class Stack:
             # All test traffic comes from one address; the limit itself has its own test.
             "NGINX_RATE_LIMIT": "100000r/s",
             "NGINX_RATE_BURST": "100000",
+            # Every request traced, so the trace tests can count spans.
+            "OTEL_TRACES_SAMPLER_ARG": "1.0",
         }
 
     def compose(self, *args: str, check: bool = True) -> CompletedProcess[str]:

@@ -184,3 +184,17 @@ async def test_unexpected_error_is_500_without_internal_detail(
     assert "Traceback" not in body
     assert "ZeroDivisionError" not in body
     assert json.loads(body)["error"] == "internal_error"
+
+
+async def test_pages_link_the_dashboards_only_while_they_are_up() -> None:
+    from service.routes import DashboardLinks
+
+    up = DashboardLinks("http://g", "http://p", probe_host="localhost")
+    assert await up.current() == {"Grafana": "http://g", "Prometheus": "http://p"}
+    down = DashboardLinks("http://g", "http://p", probe_host="no-such-host.invalid")
+    assert await down.current() == {}
+
+
+async def test_error_pages_name_the_replica(client: Client) -> None:
+    page = await (await get(client, "/nope", BROWSER)).get_data(as_text=True)
+    assert "<code>replica-1</code>" in page
