@@ -155,7 +155,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing (make bench installs Debian's wrk)")
     variants = [
-        Variant("tally (metrics, tracing 100%, JSON logs, exactly-once)", ["compose.yaml"], True),
+        Variant("tally (metrics, tracing 10%, JSON logs, exactly-once)", ["compose.yaml"], True),
         Variant("bare Quart + Hypercorn", ["compose.yaml", "bench/compose.bare.yaml"], False),
     ]
     header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
