@@ -84,7 +84,9 @@ def test_pages_work_without_javascript_in_light_and_dark(
         page = context.new_page()
         page.goto(f"{stack.url}/count")
         assert count_on(page) > 0
-        backgrounds[scheme] = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+        backgrounds[scheme] = page.evaluate(
+            "getComputedStyle(document.documentElement).backgroundColor"
+        )
         if scheme == "dark":
             page.screenshot(path=str(shots / "count-dark.png"))
         context.close()
