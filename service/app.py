@@ -16,7 +16,7 @@ from werkzeug.exceptions import BadRequest
 
 from service import __version__, routes
 from service.counter import Counter, Observer
-from service.logs import get_logger
+from service.logs import get_logger, span_ids
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -98,12 +98,8 @@ def create_app(
         status = response.status_code
         seconds = time.perf_counter() - g.started
         span_context = g.span.get_span_context()
-        exemplar = None
-        if span_context.trace_flags.sampled:
-            exemplar = {
-                "trace_id": format(span_context.trace_id, "032x"),
-                "span_id": format(span_context.span_id, "016x"),
-            }
+        # Exemplars only for sampled spans: those are the traces Tempo has.
+        exemplar = span_ids(span_context) if span_context.trace_flags.sampled else None
         metrics.in_flight.dec()
         metrics.requests.labels(request.method, route, status).inc()
         metrics.duration.labels(request.method, route).observe(seconds, exemplar)

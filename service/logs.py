@@ -81,12 +81,19 @@ def _as_text(renderer: Processor) -> Processor:
     return render
 
 
+def span_ids(span_context: trace.SpanContext) -> dict[str, str]:
+    """A span's ids as W3C hex, the form logs, exemplars and trace UIs share."""
+    return {
+        "trace_id": format(span_context.trace_id, "032x"),
+        "span_id": format(span_context.span_id, "016x"),
+    }
+
+
 def add_trace_ids(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """The current span's ids, so every line of a request ties back to its trace."""
     span_context = trace.get_current_span().get_span_context()
     if span_context.is_valid:
-        event["trace_id"] = format(span_context.trace_id, "032x")
-        event["span_id"] = format(span_context.span_id, "016x")
+        event.update(span_ids(span_context))
     return event
 
 
