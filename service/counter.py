@@ -109,7 +109,9 @@ class Counter:
     async def increment(self, request_id: str | None) -> Increment:
         """Add one visit; with a request id, exactly once for that id."""
         if request_id is None:
-            value = await self._call("incr", self._redis.incr(self._key))
+            # execute_command: redis-py's incr() sends INCRBY, which the ACL user is not granted.
+            command = self._redis.execute_command("INCR", self._key)  # type: ignore[no-untyped-call]
+            value = await self._call("incr", command)
             return Increment(int(value), replayed=False)
         value, replayed = await self._call(
             "evalsha",

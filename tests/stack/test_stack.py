@@ -116,6 +116,19 @@ def test_redis_refuses_a_client_without_credentials(stack: Stack) -> None:
     assert "NOAUTH" in result.stdout + result.stderr
 
 
+def test_a_direct_hit_on_a_replica_counts_under_the_redis_acl(stack: Stack) -> None:
+    # Inside a replica's container: no nginx, so no X-Request-ID: the plain INCR path.
+    probe = (
+        "import json, urllib.request as u;"
+        "r = u.urlopen(u.Request('http://127.0.0.1:8000/count',"
+        " headers={'Accept': 'application/json'}), timeout=5);"
+        "print(r.status, json.load(r)['count'])"
+    )
+    before = stack.count()
+    out = stack.compose("exec", "-T", "app", "python", "-c", probe).stdout.split()
+    assert out == ["200", str(before + 1)]
+
+
 def test_scaling_is_seen_live_by_nginx_and_prometheus_without_a_restart(stack: Stack) -> None:
     nginx_before = stack.containers("nginx")[0]["ID"]
     stack.up("--scale", "app=5")
