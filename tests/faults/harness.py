@@ -114,8 +114,8 @@ class Load:
             self._thread.join()
             self.stopped = time.monotonic()
 
-    def wait_for_rate(self, seconds: float) -> None:
-        """Let the load run for `seconds` (its own pacing: the requests it completes)."""
+    def run_for(self, seconds: float) -> None:
+        """Let the load run for `seconds` while the caller holds off (its thread does the work)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.05)
@@ -148,6 +148,15 @@ class Load:
                     self.unresolved += 1
                     break
                 await asyncio.sleep(0.1)
+
+    def failures(self, fault_at: float) -> list[str]:
+        """The attempts that did not get a 200: when (after the fault), what, and from whom."""
+        return [
+            f"+{a.started - fault_at:.3f}s status={a.status or 'connection failed'}"
+            f" served_by={a.served_by or 'nginx/none'} latency={a.latency:.3f}s"
+            for a in self.attempts
+            if a.status != 200
+        ]
 
     def row(self, fault: str, fault_at: float, end_count: int | None = None) -> Row:
         """Account for the run: `end_count` is read through the API unless given."""

@@ -33,8 +33,8 @@ def container(stack: Stack, service: str) -> str:
     return stack.containers(service)[0]["ID"]
 
 
-def redis_healthy(stack: Stack) -> bool:
-    out = run("docker", "inspect", "-f", "{{.State.Health.Status}}", container(stack, "redis"))
+def healthy(container_id: str) -> bool:
+    out = run("docker", "inspect", "-f", "{{.State.Health.Status}}", container_id)
     return out.stdout.strip() == "healthy"
 
 
@@ -46,45 +46,39 @@ def assert_exact(row: Row) -> None:
 
 def test_replica_killed_mid_load_loses_nothing(stack: Stack, report: list[Row]) -> None:
     with Load(stack.url) as load:
-        load.wait_for_rate(2)
+        load.run_for(2)
         fault_at = time.monotonic()
         run("docker", "kill", stack.containers("app")[0]["ID"])
-        load.wait_for_rate(4)
+        load.run_for(4)
     row = load.row("replica killed (docker kill)", fault_at)
     report.append(row)
-    assert row.errors == 0
+    assert row.errors == 0, load.failures(fault_at)
     assert_exact(row)
 
 
 def test_rolling_restart_of_every_replica_fails_no_request(stack: Stack, report: list[Row]) -> None:
     replicas = [c["ID"] for c in stack.containers("app")]
     with Load(stack.url) as load:
-        load.wait_for_rate(1)
+        load.run_for(1)
         fault_at = time.monotonic()
         for replica in replicas:
             run("docker", "restart", "-t", "15", replica)
-            wait_until(
-                lambda r=replica: run(
-                    "docker", "inspect", "-f", "{{.State.Health.Status}}", r
-                ).stdout.strip() == "healthy",
-                30,
-                f"replica {replica[:12]} healthy again",
-            )  # fmt: skip
-        load.wait_for_rate(1)
+            wait_until(lambda r=replica: healthy(r), 30, f"replica {replica[:12]} healthy again")
+        load.run_for(1)
     row = load.row("rolling restart of 3 replicas", fault_at)
     report.append(row)
-    assert row.errors == 0
+    assert row.errors == 0, load.failures(fault_at)
     assert_exact(row)
 
 
 def test_redis_restart_answers_503_in_time_then_recovers(stack: Stack, report: list[Row]) -> None:
     with Load(stack.url) as load:
-        load.wait_for_rate(2)
+        load.run_for(2)
         fault_at = time.monotonic()
         stack.compose("restart", "redis")
-        wait_until(lambda: redis_healthy(stack), 30, "redis healthy after restart")
+        wait_until(lambda: healthy(container(stack, "redis")), 30, "redis healthy after restart")
         healthy_at = time.monotonic()
-        load.wait_for_rate(5)
+        load.run_for(5)
     row = load.row("redis restarted (compose restart)", fault_at)
     report.append(row)
     failed = [a for a in load.attempts if a.status != 200]
@@ -106,7 +100,7 @@ def test_redis_sigkill_under_load_loses_no_acknowledged_increment_with_always(
         stack.up()  # recreates Redis with that policy; the data volume stays
         wait_until(lambda: steady(stack.url), 30, "every replica ready on every connection")
         with Load(stack.url, retry=False) as load:
-            load.wait_for_rate(3)
+            load.run_for(3)
             fault_at = time.monotonic()
             run("docker", "kill", "-s", "KILL", container(stack, "redis"))
             load.stop()
@@ -129,14 +123,14 @@ def test_redis_sigkill_under_load_loses_no_acknowledged_increment_with_always(
 def test_redis_paused_every_request_answers_in_time(stack: Stack, report: list[Row]) -> None:
     redis = container(stack, "redis")
     with Load(stack.url) as load:
-        load.wait_for_rate(2)
+        load.run_for(2)
         fault_at = time.monotonic()
         subprocess.run(("docker", "pause", redis), check=True)
         try:
             time.sleep(3)  # the fault's duration, not a wait for a condition
         finally:
             subprocess.run(("docker", "unpause", redis), check=True)
-        load.wait_for_rate(3)
+        load.run_for(3)
     row = load.row("redis paused 3 s (docker pause)", fault_at)
     report.append(row)
     assert row.errors > 0  # the pause was felt: 503s, answered in time
@@ -147,12 +141,12 @@ def test_redis_paused_every_request_answers_in_time(stack: Stack, report: list[R
 
 def test_nginx_reload_under_load_fails_no_request(stack: Stack, report: list[Row]) -> None:
     with Load(stack.url) as load:
-        load.wait_for_rate(2)
+        load.run_for(2)
         fault_at = time.monotonic()
         for _ in range(2):
             stack.compose("exec", "-T", "nginx", "nginx", "-s", "reload")
-            load.wait_for_rate(1.5)
-        load.wait_for_rate(1)
+            load.run_for(1.5)
+        load.run_for(1)
     row = load.row("nginx reload x2 (nginx -s reload)", fault_at)
     report.append(row)
     answered = [(a.status, a.served_by) for a in load.attempts if a.status not in (200, 0)]
