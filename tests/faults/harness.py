@@ -135,11 +135,13 @@ class Load:
                     response = await client.get(
                         f"{self.url}/count", headers={"Idempotency-Key": key}
                     )
-                    status, retry_after = response.status_code, response.headers.get("Retry-After")
+                    status = response.status_code
+                    retry_after = response.headers.get("Retry-After")
+                    served_by = response.headers.get("X-Served-By")
                 except httpx.TransportError:
-                    status, retry_after = 0, None
+                    status, retry_after, served_by = 0, None, None
                 self.attempts.append(
-                    Attempt(started, time.monotonic() - started, status, retry_after)
+                    Attempt(started, time.monotonic() - started, status, retry_after, served_by)
                 )
                 if status == 200:
                     self.acked[key] = response.json()["count"]
