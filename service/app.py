@@ -6,16 +6,19 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from contextvars import Token
+from dataclasses import dataclass
 
 import structlog
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
-from quart import Quart, Response, g, request
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from quart import Quart, Request, Response, g, request
 from werkzeug.exceptions import BadRequest
 
 from service import __version__, routes
-from service.counter import Counter, Observer
+from service.counter import Counter, Increment, Observer
 from service.logs import get_logger, span_ids
 from service.metrics import Metrics
 from service.settings import Settings
@@ -25,6 +28,19 @@ from service.settings import Settings
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 CounterFactory = Callable[[Settings, Observer, Tracer], Counter]
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request's state, from before_request to after_request (kept on `g`)."""
+
+    started: float
+    request_id: str
+    idempotent: bool
+    route: str | None
+    span: Span
+    trace_token: Token[Context]
+    visit: Increment | None = None
 
 
 class InvalidRequestId(BadRequest):
@@ -59,65 +75,72 @@ def create_app(
 
     @app.before_request
     async def start_request() -> None:
-        g.started = time.perf_counter()
+        # The hot path: the request proxy is resolved once, and the request's state
+        # lives in one object on `g` (every proxy access is a context lookup).
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
         metrics.in_flight.inc()
-        incoming = request.headers.get("X-Request-ID")
-        g.idempotent = incoming is not None and _REQUEST_ID.fullmatch(incoming) is not None
-        g.request_id = incoming if g.idempotent else uuid.uuid4().hex
-        g.route = request.url_rule.rule if request.url_rule else None
+        incoming = req.headers.get("X-Request-ID")
+        if incoming is not None and _REQUEST_ID.fullmatch(incoming):
+            idempotent, request_id = True, incoming
+        else:
+            idempotent, request_id = False, uuid.uuid4().hex
+        route = req.url_rule.rule if req.url_rule else None
         # A caller's W3C traceparent (passed through nginx untouched) continues here.
-        parent = propagate.extract(request.headers) if "traceparent" in request.headers else None
-        g.span = tracer.start_span(
-            f"{request.method} {g.route}" if g.route else request.method,
-            context=parent,
-            kind=SpanKind.SERVER,
+        traceparent = req.headers.get("traceparent")
+        parent = propagate.extract(req.headers) if traceparent is not None else None
+        span = tracer.start_span(
+            f"{req.method} {route}" if route else req.method, context=parent, kind=SpanKind.SERVER
         )
-        if g.span.is_recording():  # most requests are not sampled: skip the attributes then
-            g.span.set_attributes(
+        if span.is_recording():  # most requests are not sampled: skip the attributes then
+            span.set_attributes(
                 {
-                    "http.request.method": request.method,
-                    "http.route": g.route or "",
-                    "url.path": request.path,
-                    "url.scheme": request.scheme,
-                    "network.protocol.version": request.http_version.removeprefix("HTTP/"),
-                    "user_agent.original": request.headers.get("User-Agent", ""),
-                    "http.request.header.x-request-id": (g.request_id,),
+                    "http.request.method": req.method,
+                    "http.route": route or "",
+                    "url.path": req.path,
+                    "url.scheme": req.scheme,
+                    "network.protocol.version": req.http_version.removeprefix("HTTP/"),
+                    "user_agent.original": req.headers.get("User-Agent", ""),
+                    "http.request.header.x-request-id": (request_id,),
                 }
             )
-        g.trace_token = context.attach(trace.set_span_in_context(g.span, parent))
-        structlog.contextvars.bind_contextvars(request_id=g.request_id)
-        if incoming is not None and not g.idempotent:
+        token = context.attach(trace.set_span_in_context(span, parent))
+        g.exchange = Exchange(time.perf_counter(), request_id, idempotent, route, span, token)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        if incoming is not None and not idempotent:
             raise InvalidRequestId()
 
     @app.after_request
     async def finish_request(response: Response) -> Response:
-        response.headers["X-Served-By"] = settings.replica_id
-        response.headers["X-Request-ID"] = g.request_id
-        # Route templates only: a raw path would be unbounded label cardinality.
-        route = g.route or "unmatched"
+        exchange: Exchange = g.exchange
+        seconds = time.perf_counter() - exchange.started
+        method = request.method
         status = response.status_code
-        seconds = time.perf_counter() - g.started
-        span_context = g.span.get_span_context()
+        # Route templates only: a raw path would be unbounded label cardinality.
+        route = exchange.route or "unmatched"
+        headers = response.headers
+        headers["X-Served-By"] = settings.replica_id
+        headers["X-Request-ID"] = exchange.request_id
+        span = exchange.span
+        span_context = span.get_span_context()
         # Exemplars only for sampled spans: those are the traces Tempo has.
         exemplar = span_ids(span_context) if span_context.trace_flags.sampled else None
         metrics.in_flight.dec()
-        metrics.requests.labels(request.method, route, status).inc()
-        metrics.duration.labels(request.method, route).observe(seconds, exemplar)
-        visit = g.get("visit")
+        metrics.observe_request(method, route, status, seconds, exemplar)
+        visit = exchange.visit
         if visit is not None and not visit.replayed:
             metrics.visits.inc()
         access_log.info(
             "request",
-            method=request.method,
+            method=method,
             route=route,
             status=status,
             duration_ms=round(seconds * 1000, 2),
         )
-        g.span.set_attribute("http.response.status_code", status)
+        span.set_attribute("http.response.status_code", status)
         if status >= 500:
-            g.span.set_status(Status(StatusCode.ERROR))
-        g.span.end()
-        context.detach(g.trace_token)
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
+        context.detach(exchange.trace_token)
         structlog.contextvars.clear_contextvars()
         return response
 

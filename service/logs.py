@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import io
 import logging
+import os
 import sys
+import threading
 from typing import Any, BinaryIO, TextIO
 
 import orjson
@@ -13,12 +17,25 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from service.settings import Settings
 
+# How long an info line may wait in the buffer before it is written.
+FLUSH_INTERVAL = 0.2
+_batched: BatchedLines | None = None
+
 
 def configure(settings: Settings, stream: TextIO | None = None) -> None:
     """Route structlog and every stdlib logger (Hypercorn, libraries) to one renderer."""
+    global _batched
     out = stream or sys.stdout
-    # Bytes straight to the stream's buffer: one access line per request is on the hot path.
-    binary: BinaryIO | None = getattr(out, "buffer", None)
+    if _batched is not None:
+        _batched.stop()
+        _batched = None
+    if settings.log_format == "json" and _has_fd(out):
+        # One access line per request is on the hot path, and in a container every
+        # write to stdout wakes Docker's log copier: a write per line cost a fifth of
+        # the throughput. Lines go out in batches instead (see BatchedLines).
+        _batched = BatchedLines(out)
+        out = _batched.text
+    batched = _batched
 
     def add_replica(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         event.setdefault("replica", settings.replica_id)
@@ -39,13 +56,12 @@ def configure(settings: Settings, stream: TextIO | None = None) -> None:
     else:
         renderer = structlog.dev.ConsoleRenderer()
     level = logging.getLevelNamesMapping()[settings.log_level]
-    fast = settings.log_format == "json" and binary is not None
-    logger_factory: Any = (
-        structlog.BytesLoggerFactory(binary) if fast else structlog.WriteLoggerFactory(out)
-    )
+    logger_factory: Any = structlog.WriteLoggerFactory(out)
+    if batched is not None:
+        logger_factory = lambda *_: batched  # noqa: E731
 
     structlog.configure(
-        processors=[*shared, renderer if fast else _as_text(renderer)],
+        processors=[*shared, renderer if batched else _as_text(renderer)],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=logger_factory,
         cache_logger_on_first_use=True,
@@ -69,6 +85,49 @@ def configure(settings: Settings, stream: TextIO | None = None) -> None:
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+
+
+def _has_fd(stream: TextIO) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.StringIO, pytest's capture
+        return False
+    return True
+
+
+class BatchedLines:
+    """The structlog logger for JSON lines: a buffered writer on the stream's file
+    descriptor. Info and debug lines wait in the buffer until it fills or for at most
+    FLUSH_INTERVAL; a warning or an error, and any stdlib line (written through `text`),
+    flushes the buffer at once, so lines keep their order. At exit the buffer is flushed;
+    a SIGKILL loses at most FLUSH_INTERVAL of info lines."""
+
+    def __init__(self, stream: TextIO, size: int = 64 * 1024) -> None:
+        self.sink: BinaryIO = open(os.dup(stream.fileno()), "wb", buffering=size)  # noqa: SIM115
+        self.text = io.TextIOWrapper(self.sink, encoding="utf-8", write_through=True)
+        self._stopped = threading.Event()
+        threading.Thread(target=self._flush_every_interval, name="log-flush", daemon=True).start()
+        atexit.register(self.stop)
+
+    def msg(self, line: bytes) -> None:
+        self.sink.write(line + b"\n")
+
+    def urgent(self, line: bytes) -> None:
+        self.sink.write(line + b"\n")
+        self.sink.flush()
+
+    log = debug = info = msg
+    warn = warning = err = error = critical = exception = fatal = failure = urgent
+
+    def stop(self) -> None:
+        """Flush what is left and stop the flusher (the file stays open for late lines)."""
+        self._stopped.set()
+        atexit.unregister(self.stop)
+        self.sink.flush()
+
+    def _flush_every_interval(self) -> None:
+        while not self._stopped.wait(FLUSH_INTERVAL):
+            self.sink.flush()
 
 
 def _as_text(renderer: Processor) -> Processor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import choose_encoder
 
@@ -9,6 +11,7 @@ from service.counter import REDIS_OPERATIONS
 
 # Latencies seen here run from under a millisecond (Redis on the same host) to
 # the 1 s Redis timeout; the top bucket catches anything past it.
+HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"))
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -56,9 +59,28 @@ class Metrics:
             "Visits this replica counted (a replayed request id is not a new visit).",
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         Info("tally_build", "Version and replica id of this process.", registry=self.registry).info(
             {"version": version, "replica": replica_id}
         )
+
+    def observe_request(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        seconds: float,
+        exemplar: dict[str, str] | None,
+    ) -> None:
+        """One answered request. A method outside HTTP's own is labelled "other":
+        anyone can send any token as a method, and labels must stay bounded."""
+        key = (method if method in HTTP_METHODS else "other", route, status)
+        children = self._request_children.get(key)
+        if children is None:  # labels() per request costs more than the observation
+            children = self.requests.labels(*key), self.duration.labels(*key[:2])
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds, exemplar)
 
     def observe_redis(self, command: str, seconds: float, ok: bool) -> None:
         self.redis_duration.labels(command).observe(seconds)

@@ -75,7 +75,7 @@ async def render(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """One response in the negotiated format: a Jinja page, a JSON document or a line of text."""
-    fmt = negotiate()
+    fmt = negotiate() if "Accept" in request.headers else "text"
     if fmt == "html":
         links = await current_app.extensions["links"].current()
         body = await render_template(template, links=links, **{"served_by": _replica(), **data})
@@ -83,9 +83,12 @@ async def render(
         body = json.dumps(data)
     else:
         body = text + "\n"
-    response = Response(body, status=status, content_type=_CONTENT_TYPES[fmt], headers=headers)
-    response.vary.add("Accept")
-    return response
+    return Response(
+        body,
+        status=status,
+        content_type=_CONTENT_TYPES[fmt],
+        headers={**headers, "Vary": "Accept"} if headers else {"Vary": "Accept"},
+    )
 
 
 def _counter() -> Counter:
@@ -110,8 +113,9 @@ async def index() -> Response:
 
 @bp.get("/count")
 async def count() -> Response:
-    result = await _counter().increment(g.request_id if g.idempotent else None)
-    g.visit = result
+    exchange = g.exchange
+    result = await _counter().increment(exchange.request_id if exchange.idempotent else None)
+    exchange.visit = result
     response = await render(
         200, "count.html", {"count": result.value, "served_by": _replica()}, str(result.value)
     )

@@ -45,6 +45,17 @@ async def test_requests_are_counted_by_route_template_method_and_status(client: 
     assert not any("/no/such" in str(labels) for _, labels in samples)
 
 
+async def test_a_made_up_method_is_labelled_other(client: Client) -> None:
+    # Any token is a valid HTTP method on the wire; labels must stay bounded.
+    for method in ("FROB", "XYZZY"):
+        response = await client.open("/count", method=method)
+        assert response.status_code == 405
+    samples = await scrape(client)
+    other = (("method", "other"), ("route", "unmatched"), ("status", "405"))
+    assert samples[("http_requests_total", other)] == 2
+    assert not any("FROB" in str(labels) for _, labels in samples)
+
+
 async def test_latency_histogram_has_buckets_from_1ms_to_2s(client: Client) -> None:
     await client.get("/")
     samples = await scrape(client)

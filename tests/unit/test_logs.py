@@ -1,0 +1,54 @@
+"""JSON log lines on a real file descriptor: batched, yet in order and never stuck."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service import logs
+from service.settings import Settings
+from tests.support import wait_until
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "stdout.log"
+    with path.open("w") as stream:
+        logs.configure(Settings(replica_id="r1", log_format="json"), stream)
+        yield path
+        logs.configure(Settings(log_format="console"))  # stops the flusher of this file
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_an_info_line_is_written_within_the_flush_interval(log_file: Path) -> None:
+    logs.get_logger().info("request", status=200)
+    [record] = wait_until(lambda: records(log_file), 5 * logs.FLUSH_INTERVAL, "the info line")
+    assert record["event"] == "request"
+    assert record["replica"] == "r1"
+    assert record["level"] == "info"
+
+
+def test_a_warning_flushes_the_lines_before_it_in_order(log_file: Path) -> None:
+    log = logs.get_logger()
+    for n in range(3):
+        log.info("request", n=n)
+    log.warning("redis_unavailable")
+    # No wait: the warning wrote itself and everything queued ahead of it.
+    assert [r["event"] for r in records(log_file)] == ["request"] * 3 + ["redis_unavailable"]
+
+
+def test_stdlib_lines_share_the_stream_and_the_order(log_file: Path) -> None:
+    logs.get_logger().info("request")
+    logging.getLogger("hypercorn.error").error("worker failed")
+    assert [(r["event"], r["level"]) for r in records(log_file)] == [
+        ("request", "info"),
+        ("worker failed", "error"),
+    ]
