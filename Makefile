@@ -11,7 +11,7 @@ USERS ?= 50
 SPAWN_RATE ?= 10
 DURATION ?= 30s
 
-.PHONY: help install test test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench lint format dashboards load up down logs ps
+.PHONY: help install test test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format dashboards load up down logs ps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,9 +70,13 @@ load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); re
 		-u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) --host $(LOAD_HOST) \
 		--html reports/report.html --csv reports/stats
 
-bench: install ## tally vs a bare Quart baseline under wrk; writes bench/results/latest.md
+bench: install ## tally vs bare Quart and Flask baselines under wrk; writes bench/results/latest.md
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(UV) run --frozen python bench/run.py
+
+soak: install ## tally under load for SOAK_SECONDS (300): RSS growth per replica; bench/results/soak.md
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(UV) run --frozen python bench/run.py --soak
 
 up: ## start the stack (build, wait for health)
 	docker compose up -d --build --wait

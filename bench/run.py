@@ -1,9 +1,12 @@
-"""make bench: tally with everything on against a bare Quart baseline, loaded by wrk.
+"""make bench: tally with everything on against two baselines, loaded by wrk.
 
-Both variants are built and measured in this one run (the machine is noisy, so
-only ratios within a run mean anything): GET /count through nginx, 3 replicas,
-32 and 128 connections, median of 3 runs of 10 s. Prints one table and writes it
-to bench/results/latest.md.
+The baselines are bare Quart + Hypercorn (the same routes, instrumentation off)
+and Flask on gunicorn. Every variant is built and measured in this one run (the
+machine is noisy, so only ratios within a run mean anything): GET /count through
+nginx, 3 replicas, 32 and 128 connections, median of 3 runs of 10 s. Prints one table and writes it
+to bench/results/latest.md. `--soak` (make soak) instead loads tally for
+SOAK_SECONDS (300) and compares each replica's RSS after the first minute with
+the end, into bench/results/soak.md.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "latest.md"
+SOAK_RESULTS = ROOT / "bench" / "results" / "soak.md"
 CONNECTIONS = (32, 128)
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -127,7 +131,9 @@ def measure(variant: Variant) -> list[list[str]]:
     try:
         wrk(f"{variant.url}/count", 32, 3)  # warm up pools, caches, the JIT of nothing
         start = read_count(variant.url)
-        completed, in_flight_bound = 0, 0
+        # Requests in flight when a wrk run stops still count: the warm-up's may land
+        # after `start` was read, and each measured run's after it stopped.
+        completed, in_flight_bound = 0, 32
         results: dict[int, list[WrkRun]] = {}
         for connections in CONNECTIONS:
             runs = [wrk(f"{variant.url}/count", connections, SECONDS) for _ in range(RUNS)]
@@ -151,18 +157,54 @@ def measure(variant: Variant) -> list[list[str]]:
     return rows
 
 
+def soak(seconds: int) -> None:
+    """Memory over a long run: RSS after the first minute of load against RSS at the end."""
+    variant = Variant("tally", ["compose.yaml"], True)
+    variant.up()
+    try:
+        wrk(f"{variant.url}/count", 32, 60)
+        first = variant.rss_mib()
+        run = wrk(f"{variant.url}/count", 32, seconds - 60)
+        last = variant.rss_mib()
+    finally:
+        variant.down()
+    growth = [(b - a) / a for a, b in zip(first, last, strict=True)]
+    lines = [
+        f"Soak {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: tally, GET /count through"
+        f" nginx, 32 connections for {seconds} s ({run.rps:,.0f} req/s, {run.errors} errors).",
+        "",
+        "| replica | RSS after 60 s (MiB) | RSS at the end (MiB) | growth |",
+        "| --- | --- | --- | --- |",
+        *(
+            f"| {n} | {a:.1f} | {b:.1f} | {g:+.1%} |"
+            for n, (a, b, g) in enumerate(zip(first, last, growth, strict=True), 1)
+        ),
+    ]
+    text = "\n".join(lines) + "\n"
+    SOAK_RESULTS.write_text(text)
+    print(text)
+
+
 def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing (make bench installs Debian's wrk)")
+    if len(sys.argv) > 1 and sys.argv[1] == "--soak":
+        soak(int(os.environ.get("SOAK_SECONDS", "300")))
+        return
     variants = [
         Variant("tally (metrics, tracing 10%, JSON logs, exactly-once)", ["compose.yaml"], True),
         Variant("bare Quart + Hypercorn", ["compose.yaml", "bench/compose.bare.yaml"], False),
+        Variant(
+            "Flask on gunicorn (1 process, 8 threads)",
+            ["compose.yaml", "bench/compose.flask.yaml"],
+            False,
+        ),
     ]
     header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
               "RSS per replica (MiB)"]  # fmt: skip
     rows = [row for variant in variants for row in measure(variant)]
     rps = {(row[0], int(row[1])): float(row[2].replace(",", "")) for row in rows}
-    tally, bare = variants[0].name, variants[1].name
+    tally, bare, flask = (variant.name for variant in variants)
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: GET /count through nginx,"
         f" 3 replicas, wrk -t2, median of {RUNS} x {SECONDS} s.",
@@ -173,6 +215,10 @@ def main() -> None:
         "",
         *(
             f"- tally / bare at {c} connections: {rps[(tally, c)] / rps[(bare, c)]:.0%}"
+            for c in CONNECTIONS
+        ),
+        *(
+            f"- tally / Flask at {c} connections: {rps[(tally, c)] / rps[(flask, c)]:.0%}"
             for c in CONNECTIONS
         ),
         f"- tally at 128 / at 32 connections: {rps[(tally, 128)] / rps[(tally, 32)]:.0%}",
