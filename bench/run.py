@@ -158,26 +158,31 @@ def measure(variant: Variant) -> list[list[str]]:
 
 
 def soak(seconds: int) -> None:
-    """Memory over a long run: RSS after the first minute of load against RSS at the end."""
+    """Memory over a long run: each replica's RSS every 30 s of load; the growth is the last
+    1.5 minutes against the 1.5 minutes after the first (imports, pools, caches warmed up)."""
     variant = Variant("tally", ["compose.yaml"], True)
     variant.up()
+    samples, runs = [], []
     try:
-        wrk(f"{variant.url}/count", 32, 60)
-        first = variant.rss_mib()
-        run = wrk(f"{variant.url}/count", 32, seconds - 60)
-        last = variant.rss_mib()
+        for _ in range(seconds // 30):
+            runs.append(wrk(f"{variant.url}/count", 32, 30))
+            samples.append(variant.rss_mib())
     finally:
         variant.down()
-    growth = [(b - a) / a for a, b in zip(first, last, strict=True)]
+    # RSS swings by a few MiB with each span export: medians of three samples, not points.
+    first = [statistics.median(s[n] for s in samples[1:4]) for n in range(len(samples[0]))]
+    last = [statistics.median(s[n] for s in samples[-3:]) for n in range(len(samples[0]))]
+    requests = sum(r.requests for r in runs)
     lines = [
         f"Soak {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: tally, GET /count through"
-        f" nginx, 32 connections for {seconds} s ({run.rps:,.0f} req/s, {run.errors} errors).",
+        f" nginx, 32 connections, {len(runs)} x 30 s ({requests:,} requests,"
+        f" {sum(r.errors for r in runs)} errors).",
         "",
-        "| replica | RSS after 60 s (MiB) | RSS at the end (MiB) | growth |",
-        "| --- | --- | --- | --- |",
+        "| replica | RSS every 30 s (MiB) | growth (median of the last 3 / of samples 2-4) |",
+        "| --- | --- | --- |",
         *(
-            f"| {n} | {a:.1f} | {b:.1f} | {g:+.1%} |"
-            for n, (a, b, g) in enumerate(zip(first, last, growth, strict=True), 1)
+            f"| {n} | {', '.join(f'{s[n - 1]:.0f}' for s in samples)} | {(b - a) / a:+.1%} |"
+            for n, (a, b) in enumerate(zip(first, last, strict=True), 1)
         ),
     ]
     text = "\n".join(lines) + "\n"

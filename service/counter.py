@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -127,17 +128,24 @@ class Counter:
         await self._redis.aclose()
 
     async def _call(self, name: str, command: Any) -> Any:
-        # socket_timeout bounds each read, but a connect plus a read could
-        # take twice that; the outer deadline keeps the whole call within it.
+        # A child of an unsampled request span is never sampled (parent-based
+        # sampling): most requests skip making one.
+        if not trace.get_current_span().is_recording():
+            return await self._timed(name, command)
         with self._tracer.start_as_current_span(
             name.upper(), kind=SpanKind.CLIENT, attributes=self._span_attributes[name]
         ):
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(self._timeout):
-                    result = await command
-            except (RedisError, OSError, TimeoutError) as exc:
-                self._observe(name, time.perf_counter() - started, False)
-                raise RedisUnavailable(type(exc).__name__) from exc
-            self._observe(name, time.perf_counter() - started, True)
-            return result
+            return await self._timed(name, command)
+
+    async def _timed(self, name: str, command: Any) -> Any:
+        # socket_timeout bounds each read, but a connect plus a read could
+        # take twice that; the outer deadline keeps the whole call within it.
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                result = await command
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._observe(name, time.perf_counter() - started, False)
+            raise RedisUnavailable(type(exc).__name__) from exc
+        self._observe(name, time.perf_counter() - started, True)
+        return result
