@@ -3,10 +3,10 @@
 The baselines are bare Quart + Hypercorn (the same routes, instrumentation off)
 and Flask on gunicorn. Every variant is built and measured in this one run (the
 machine is noisy, so only ratios within a run mean anything): GET /count through
-nginx, 3 replicas, 32 and 128 connections, median of 3 runs of 10 s. Prints one table and writes it
-to bench/results/latest.md. `--soak` (make soak) instead loads tally for
-SOAK_SECONDS (300) and compares each replica's RSS after the first minute with
-the end, into bench/results/soak.md.
+nginx, 3 replicas, 32 and 128 connections, median of 3 runs of 10 s. Prints one
+table and writes it to bench/results/latest.md. `--soak` (make soak) instead
+loads tally for SOAK_SECONDS (300), reads each replica's RSS every 30 s, and
+writes the series and the growth to bench/results/soak.md.
 """
 
 from __future__ import annotations

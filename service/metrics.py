@@ -9,9 +9,9 @@ from prometheus_client.exposition import choose_encoder
 
 from service.counter import REDIS_OPERATIONS
 
+HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"))
 # Latencies seen here run from under a millisecond (Redis on the same host) to
 # the 1 s Redis timeout; the top bucket catches anything past it.
-HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"))
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
