@@ -51,9 +51,12 @@ class Metrics:
             ["command"],
             registry=self.registry,
         )
-        # Series exist (at 0) before the first error, so dashboards and rules see them.
-        for command in REDIS_OPERATIONS:
-            self.redis_errors.labels(command)
+        # Series exist (at 0) before the first error, so dashboards and rules see them;
+        # the children are made once here, not per call on the hot path.
+        self._redis_children = {
+            command: (self.redis_duration.labels(command), self.redis_errors.labels(command))
+            for command in REDIS_OPERATIONS
+        }
         self.visits = Counter(
             "tally_visits",
             "Visits this replica counted (a replayed request id is not a new visit).",
@@ -83,9 +86,10 @@ class Metrics:
         children[1].observe(seconds, exemplar)
 
     def observe_redis(self, command: str, seconds: float, ok: bool) -> None:
-        self.redis_duration.labels(command).observe(seconds)
+        duration, errors = self._redis_children[command]
+        duration.observe(seconds)
         if not ok:
-            self.redis_errors.labels(command).inc()
+            errors.inc()
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The registry rendered for this Accept header: OpenMetrics (with exemplars) when asked."""
