@@ -194,7 +194,10 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing (make bench installs Debian's wrk)")
     if len(sys.argv) > 1 and sys.argv[1] == "--soak":
-        soak(int(os.environ.get("SOAK_SECONDS", "300")))
+        seconds = int(os.environ.get("SOAK_SECONDS", "300"))
+        if seconds < 120:  # the growth compares samples 2-4 with the last three
+            sys.exit(f"bench: SOAK_SECONDS must be at least 120, got {seconds}")
+        soak(seconds)
         return
     variants = [
         Variant("tally (metrics, tracing 10%, JSON logs, exactly-once)", ["compose.yaml"], True),

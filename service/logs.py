@@ -113,7 +113,7 @@ class BatchedLines:
         self.sink.write(line + b"\n")
 
     def urgent(self, line: bytes) -> None:
-        self.sink.write(line + b"\n")
+        self.msg(line)
         self.sink.flush()
 
     log = debug = info = msg
