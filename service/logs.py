@@ -8,6 +8,8 @@ import logging
 import os
 import sys
 import threading
+import time
+from contextvars import ContextVar
 from typing import Any, BinaryIO, TextIO
 
 import orjson
@@ -19,6 +21,9 @@ from service.settings import Settings
 
 # How long an info line may wait in the buffer before it is written.
 FLUSH_INTERVAL = 0.2
+# The id of the request being answered, set per request by the middleware. One variable
+# of our own: structlog's merge_contextvars walks every context variable, on every line.
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 _batched: BatchedLines | None = None
 
 
@@ -42,9 +47,9 @@ def configure(settings: Settings, stream: TextIO | None = None) -> None:
         return event
 
     shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        UtcTimestamp(),
         add_replica,
         add_trace_ids,
     ]
@@ -148,8 +153,35 @@ def span_ids(span_context: trace.SpanContext) -> dict[str, str]:
     }
 
 
+class UtcTimestamp:
+    """ISO 8601 UTC with microseconds (2026-11-24T11:19:00.657115Z), as structlog's
+    TimeStamper(fmt="iso", utc=True) writes it, with the date and time formatted once a
+    second instead of a datetime per line: a quarter of the access line's cost."""
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")  # one tuple, swapped whole: thread-safe
+
+    def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        second, micro = divmod(round(time.time() * 1_000_000), 1_000_000)
+        cached, formatted = self._second
+        if second != cached:
+            formatted = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, formatted)
+        event["timestamp"] = f"{formatted}.{micro:06d}Z"
+        return event
+
+
+def add_request_id(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
+
+
 def add_trace_ids(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """The current span's ids, so every line of a request ties back to its trace."""
+    if "trace_id" in event:  # the access line brings its span's ids along
+        return event
     span_context = trace.get_current_span().get_span_context()
     if span_context.is_valid:
         event.update(span_ids(span_context))

@@ -33,11 +33,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.in_flight = Gauge(
+        # A plain int the middleware adds to and takes from; read at scrape time.
+        self.in_flight = 0
+        Gauge(
             "http_requests_in_flight",
             "HTTP requests being answered right now.",
             registry=self.registry,
-        )
+        ).set_function(lambda: self.in_flight)
         self.redis_duration = Histogram(
             "redis_command_duration_seconds",
             "Time of a call to Redis (one round trip), by command.",

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from opentelemetry import trace
-from quart import Blueprint, Response, current_app, g, render_template, request
+from quart import Blueprint, Response, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from service import middleware
 from service.counter import Counter, RedisUnavailable
 from service.logs import get_logger
 
@@ -113,9 +114,10 @@ async def index() -> Response:
 
 @bp.get("/count")
 async def count() -> Response:
-    exchange = g.exchange
+    exchange = middleware.current()
     result = await _counter().increment(exchange.request_id if exchange.idempotent else None)
-    exchange.visit = result
+    if not result.replayed:
+        current_app.extensions["metrics"].visits.inc()
     response = await render(
         200, "count.html", {"count": result.value, "served_by": _replica()}, str(result.value)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,4 +52,23 @@ def test_stdlib_lines_share_the_stream_and_the_order(log_file: Path) -> None:
     assert [(r["event"], r["level"]) for r in records(log_file)] == [
         ("request", "info"),
         ("worker failed", "error"),
+    ]
+
+
+def test_timestamps_are_iso_utc_with_microseconds_and_move_with_the_clock(
+    log_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Within a second, across a second, and a fraction that float arithmetic rounds down.
+    times = (1_795_000_000.5, 1_795_000_000.999999, 1_795_000_061.000001)
+    for now in times:
+        monkeypatch.setattr(logs.time, "time", lambda now=now: now)
+        logs.get_logger().warning("tick")
+    stamps = [r["timestamp"] for r in records(log_file)]
+    assert stamps == [
+        "2026-11-18T11:06:40.500000Z",
+        "2026-11-18T11:06:40.999999Z",
+        "2026-11-18T11:07:41.000001Z",
+    ]
+    assert stamps == [
+        datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z") for t in times
     ]

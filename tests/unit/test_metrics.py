@@ -45,13 +45,22 @@ async def test_requests_are_counted_by_route_template_method_and_status(client: 
     assert not any("/no/such" in str(labels) for _, labels in samples)
 
 
+async def test_a_route_with_variables_is_labelled_by_its_template(client: Client) -> None:
+    response = await client.get("/static/style.css")
+    assert response.status_code == 200
+    samples = await scrape(client)
+    static = (("method", "GET"), ("route", "/static/<path:filename>"), ("status", "200"))
+    assert samples[("http_requests_total", static)] == 1
+    assert not any("style.css" in str(labels) for _, labels in samples)
+
+
 async def test_a_made_up_method_is_labelled_other(client: Client) -> None:
     # Any token is a valid HTTP method on the wire; labels must stay bounded.
     for method in ("FROB", "XYZZY"):
         response = await client.open("/count", method=method)
         assert response.status_code == 405
     samples = await scrape(client)
-    other = (("method", "other"), ("route", "unmatched"), ("status", "405"))
+    other = (("method", "other"), ("route", "/count"), ("status", "405"))
     assert samples[("http_requests_total", other)] == 2
     assert not any("FROB" in str(labels) for _, labels in samples)
 
