@@ -1,9 +1,10 @@
 """make bench: tally with everything on against two baselines, loaded by wrk.
 
 The baselines are bare Quart + Hypercorn (the same routes, instrumentation off)
-and Flask on gunicorn. Every variant is built and measured in this one run (the
-machine is noisy, so only ratios within a run mean anything): GET /count through
-nginx, 3 replicas, 32 and 128 connections, median of 3 runs of 10 s. Prints one
+and Flask on gunicorn. Every variant is built and measured in this one run, all up
+side by side with their runs taking turns (the machine is noisy and drifts, so only
+ratios within a run mean anything): GET /count through nginx, 3 replicas, 32 and
+128 connections, median of 3 runs of 10 s. Prints one
 table and writes it to bench/results/latest.md. `--soak` (make soak) instead
 loads tally for SOAK_SECONDS (300), reads each replica's RSS every 30 s, and
 writes the series and the growth to bench/results/soak.md.
@@ -125,36 +126,45 @@ def mib(text: str) -> float:
     return float(number) * {"B": 2**-20, "KiB": 2**-10, "MiB": 1, "GiB": 1024}[unit]
 
 
-def measure(variant: Variant) -> list[list[str]]:
-    rows = []
-    variant.up()
+def measure(variants: list[Variant]) -> list[list[str]]:
+    """All variants up side by side; their wrk runs take turns, so each variant's median
+    comes from the same minutes of this machine's drifting speed as the others'."""
     try:
-        wrk(f"{variant.url}/count", 32, 3)  # warm up pools, caches, the JIT of nothing
-        start = read_count(variant.url)
-        # Requests in flight when a wrk run stops still count: the warm-up's may land
-        # after `start` was read, and each measured run's after it stopped.
-        completed, in_flight_bound = 0, 32
-        results: dict[int, list[WrkRun]] = {}
+        for variant in variants:
+            variant.up()
+        start = {}
+        for variant in variants:
+            wrk(f"{variant.url}/count", 32, 3)  # warm up pools and caches
+            start[variant] = read_count(variant.url)
+        results: dict[tuple[Variant, int], list[WrkRun]] = {}
         for connections in CONNECTIONS:
-            runs = [wrk(f"{variant.url}/count", connections, SECONDS) for _ in range(RUNS)]
-            results[connections] = runs
-            completed += sum(r.requests for r in runs)
-            in_flight_bound += connections * RUNS
-        delta = read_count(variant.url) - start - 1
-        exact = completed <= delta <= completed + in_flight_bound
-        check = f"{'ok' if exact else 'MISMATCH'} ({delta - completed:+d})"
-        rss = ", ".join(f"{m:.0f}" for m in variant.rss_mib())
-        for connections, runs in results.items():
-            rows.append([
-                variant.name, str(connections),
-                f"{statistics.median(r.rps for r in runs):,.0f}",
-                f"{statistics.median(r.p50 for r in runs) * 1000:.1f}",
-                f"{statistics.median(r.p99 for r in runs) * 1000:.1f}",
-                str(sum(r.errors for r in runs)), check, rss,
-            ])  # fmt: skip
+            for _ in range(RUNS):
+                for variant in variants:
+                    run = wrk(f"{variant.url}/count", connections, SECONDS)
+                    results.setdefault((variant, connections), []).append(run)
+        rows = []
+        for variant in variants:
+            # Requests in flight when a wrk run stops still count: the warm-up's may land
+            # after `start` was read, and each measured run's after it stopped.
+            completed = sum(r.requests for c in CONNECTIONS for r in results[variant, c])
+            in_flight_bound = 32 + sum(CONNECTIONS) * RUNS
+            delta = read_count(variant.url) - start[variant] - 1
+            exact = completed <= delta <= completed + in_flight_bound
+            check = f"{'ok' if exact else 'MISMATCH'} ({delta - completed:+d})"
+            rss = ", ".join(f"{m:.0f}" for m in variant.rss_mib())
+            for connections in CONNECTIONS:
+                runs = results[variant, connections]
+                rows.append([
+                    variant.name, str(connections),
+                    f"{statistics.median(r.rps for r in runs):,.0f}",
+                    f"{statistics.median(r.p50 for r in runs) * 1000:.1f}",
+                    f"{statistics.median(r.p99 for r in runs) * 1000:.1f}",
+                    str(sum(r.errors for r in runs)), check, rss,
+                ])  # fmt: skip
+        return rows
     finally:
-        variant.down()
-    return rows
+        for variant in variants:
+            variant.down()
 
 
 def soak(seconds: int) -> None:
@@ -213,7 +223,7 @@ def main() -> None:
     ]
     header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
               "RSS per replica (MiB)"]  # fmt: skip
-    rows = [row for variant in variants for row in measure(variant)]
+    rows = measure(variants)
     rps = {(row[0], int(row[1])): float(row[2].replace(",", "")) for row in rows}
     tally, bare, flask = (variant.name for variant in variants)
     lines = [

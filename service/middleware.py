@@ -1,10 +1,10 @@
 """What every request gets, as one ASGI middleware around the Quart app: its request id,
 a server span, RED metrics, the access line, and the X-Served-By / X-Request-ID headers.
 
-It works on the raw ASGI scope and messages: no Quart request context, proxies or
-header objects on the hot path (Quart's before/after hooks cost a third of the
-instrumentation). What the routes need of it (the request id) they read from
-`current()`; a context variable set here is seen by the tasks Quart starts for the request.
+It works on the raw ASGI scope and messages, so the hot path has no Quart hooks,
+request proxies or header objects of its own (docs/PERFORMANCE.md has what that
+bought). What the routes need of it (the request id) they read from `current()`: a
+context variable set here is seen by the tasks Quart starts for the request.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class Observed:
         route = self.route(scope["path"])
         incoming = traceparent = None
         for name, value in scope["headers"]:  # ASGI header names are lower case
-            if name == b"x-request-id":
+            if name == b"x-request-id" and incoming is None:  # the first one, as werkzeug reads it
                 incoming = value
             elif name == b"traceparent":
                 traceparent = value
