@@ -1,13 +1,13 @@
 """make bench: tally with everything on against two baselines, loaded by wrk.
 
 The baselines are bare Quart + Hypercorn (the same routes, instrumentation off)
-and Flask on gunicorn. Every variant is built and measured in this one run, all up
-side by side with their runs taking turns (the machine is noisy and drifts, so only
-ratios within a run mean anything): GET /count through nginx, 3 replicas, 32 and
-128 connections, median of 3 runs of 10 s. Prints one
-table and writes it to bench/results/latest.md. `--soak` (make soak) instead
-loads tally for SOAK_SECONDS (300), reads each replica's RSS every 30 s, and
-writes the series and the growth to bench/results/soak.md.
+and Flask on gunicorn. Every variant is built and measured in this one run (the
+machine is noisy and drifts, so only ratios within a run mean anything): all are up
+side by side and their runs take turns, the others paused while one is loaded.
+GET /count through nginx, 3 replicas, 32 and 128 connections, median of 3 runs of
+10 s. Prints one table and writes it to bench/results/latest.md. `--soak` (make
+soak) instead loads tally for SOAK_SECONDS (300), reads each replica's RSS every
+30 s, and writes the series and the growth to bench/results/soak.md.
 """
 
 from __future__ import annotations
@@ -65,13 +65,18 @@ def seconds(text: str) -> float:
 
 def wrk(url: str, connections: int, duration: int) -> WrkRun:
     out = sh("wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url)
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
+    requests = re.search(r"(\d+) requests in", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if len(percentiles) != 2 or requests is None or rps is None:
+        sys.exit(f"bench: cannot read wrk's output for {url}:\n{out}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return WrkRun(
-        requests=int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
-        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        p50=seconds(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1)),  # type: ignore[union-attr]
-        p99=seconds(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1)),  # type: ignore[union-attr]
+        requests=int(requests.group(1)),
+        rps=float(rps.group(1)),
+        p50=seconds(percentiles["50"]),
+        p99=seconds(percentiles["99"]),
         errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
     )
 
@@ -115,6 +120,14 @@ class Variant:
         sh("docker", "compose", "-p", self.project, *self.files, "down", "-v",
            env=self.env, check=False)  # fmt: skip
 
+    def frozen(self, frozen: bool) -> None:
+        """Paused (the cgroup freezer) while another variant is measured, so that its
+        healthchecks, exporters and timers take no CPU from the one under load."""
+        verb = "pause" if frozen else "unpause"
+        self.compose(verb)
+        if self.tracing:
+            sh("docker", verb, f"{self.project}-otlp")
+
     def rss_mib(self) -> list[float]:
         ids = self.compose("ps", "-q", "app").split()
         out = sh("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", *ids)
@@ -130,20 +143,23 @@ def measure(variants: list[Variant]) -> list[list[str]]:
     """All variants up side by side; their wrk runs take turns, so each variant's median
     comes from the same minutes of this machine's drifting speed as the others'."""
     try:
-        for variant in variants:
-            variant.up()
         start = {}
         for variant in variants:
+            variant.up()
             wrk(f"{variant.url}/count", 32, 3)  # warm up pools and caches
             start[variant] = read_count(variant.url)
+            variant.frozen(True)
         results: dict[tuple[Variant, int], list[WrkRun]] = {}
         for connections in CONNECTIONS:
             for _ in range(RUNS):
                 for variant in variants:
+                    variant.frozen(False)
                     run = wrk(f"{variant.url}/count", connections, SECONDS)
+                    variant.frozen(True)
                     results.setdefault((variant, connections), []).append(run)
         rows = []
         for variant in variants:
+            variant.frozen(False)
             # Requests in flight when a wrk run stops still count: the warm-up's may land
             # after `start` was read, and each measured run's after it stopped.
             completed = sum(r.requests for c in CONNECTIONS for r in results[variant, c])
@@ -164,7 +180,7 @@ def measure(variants: list[Variant]) -> list[list[str]]:
         return rows
     finally:
         for variant in variants:
-            variant.down()
+            variant.down()  # paused or not
 
 
 def soak(seconds: int) -> None:
