@@ -151,6 +151,11 @@ class Load:
                     break
                 await asyncio.sleep(0.1)
 
+    def attempts_around(self, fault_at: float) -> tuple[int, int]:
+        """How many attempts started before the fault and how many after it."""
+        before = sum(1 for a in self.attempts if a.started < fault_at)
+        return before, len(self.attempts) - before
+
     def failures(self, fault_at: float) -> list[str]:
         """The attempts that did not get a 200: when (after the fault), what, and from whom."""
         return [
