@@ -1,7 +1,8 @@
 """make bench: tally with everything on against two baselines, loaded by wrk.
 
 The baselines are bare Quart + Hypercorn (the same routes, instrumentation off)
-and Flask on gunicorn. Every variant is built and measured in this one run (the
+and Flask on gunicorn; tally-lean, tally with tracing and the access line off,
+shows what those two cost. Every variant is built and measured in this one run (the
 machine is noisy and drifts, so only ratios within a run mean anything): all are up
 side by side and their runs take turns, the others paused while one is loaded.
 GET /count through nginx, 3 replicas, 32 and 128 connections, median of 3 runs of
@@ -89,7 +90,9 @@ def read_count(url: str) -> int:
 
 
 class Variant:
-    def __init__(self, name: str, files: list[str], tracing: bool) -> None:
+    def __init__(
+        self, name: str, files: list[str], tracing: bool, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.project = f"tally-bench-{name.split()[0].lower()}"
         self.port = free_port()
@@ -98,7 +101,7 @@ class Variant:
         self.tracing = tracing
         self.env = {
             **os.environ, "HTTP_PORT": str(self.port),
-            "NGINX_RATE_LIMIT": "1000000r/s", "NGINX_RATE_BURST": "1000000",
+            "NGINX_RATE_LIMIT": "1000000r/s", "NGINX_RATE_BURST": "1000000", **(env or {}),
         }  # fmt: skip
 
     def compose(self, *args: str) -> str:
@@ -230,6 +233,14 @@ def main() -> None:
         return
     variants = [
         Variant("tally (metrics, tracing 10%, JSON logs, exactly-once)", ["compose.yaml"], True),
+        # tally with its two per-request costs off: what is left is the rest of the
+        # instrumentation (middleware, metrics, request ids, content negotiation).
+        Variant(
+            "tally-lean (tally, tracing off, no access line)",
+            ["compose.yaml"],
+            False,
+            {"OTEL_SDK_DISABLED": "true", "LOG_LEVEL": "WARNING"},
+        ),
         Variant("bare Quart + Hypercorn", ["compose.yaml", "bench/compose.bare.yaml"], False),
         Variant(
             "Flask on gunicorn (1 process, 8 threads)",
@@ -241,7 +252,7 @@ def main() -> None:
               "RSS per replica (MiB)"]  # fmt: skip
     rows = measure(variants)
     rps = {(row[0], int(row[1])): float(row[2].replace(",", "")) for row in rows}
-    tally, bare, flask = (variant.name for variant in variants)
+    tally, lean, bare, flask = (variant.name for variant in variants)
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: GET /count through nginx,"
         f" 3 replicas, wrk -t2, median of {RUNS} x {SECONDS} s.",
@@ -252,6 +263,10 @@ def main() -> None:
         "",
         *(
             f"- tally / bare at {c} connections: {rps[(tally, c)] / rps[(bare, c)]:.0%}"
+            for c in CONNECTIONS
+        ),
+        *(
+            f"- tally-lean / bare at {c} connections: {rps[(lean, c)] / rps[(bare, c)]:.0%}"
             for c in CONNECTIONS
         ),
         *(
