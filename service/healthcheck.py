@@ -1,7 +1,7 @@
 """The container's health probe: exit 0 when GET /healthz on this replica answers 200.
 
 Docker runs it every few seconds in every replica, so it is built to cost little:
-run as `python -I -S service/healthcheck.py` it imports nothing beyond the standard
+run as `python -I -S /app/service/healthcheck.py` it imports nothing beyond the standard
 library's socket (no site-packages, no urllib), about a third of the CPU of a probe
 through urllib.request (docs/PERFORMANCE.md).
 """
