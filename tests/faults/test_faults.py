@@ -49,7 +49,9 @@ def assert_under_load(load: Load, fault_at: float, after: bool = True) -> None:
         assert since >= MIN_ATTEMPTS, f"load too light: {since} attempts after the fault"
 
 
-def assert_exact(row: Row) -> None:
+def assert_exact(row: Row, load: Load, fault_at: float) -> None:
+    """Under load across the fault, and every request counted exactly once."""
+    assert_under_load(load, fault_at)
     assert row.lost == 0
     assert row.double_counted == 0
 
@@ -63,8 +65,7 @@ def test_replica_killed_mid_load_loses_nothing(stack: Stack, report: list[Row]) 
     row = load.row("replica killed (docker kill)", fault_at)
     report.append(row)
     assert row.errors == 0, load.failures(fault_at)
-    assert_under_load(load, fault_at)
-    assert_exact(row)
+    assert_exact(row, load, fault_at)
 
 
 def test_rolling_restart_of_every_replica_fails_no_request(stack: Stack, report: list[Row]) -> None:
@@ -79,8 +80,7 @@ def test_rolling_restart_of_every_replica_fails_no_request(stack: Stack, report:
     row = load.row("rolling restart of 3 replicas", fault_at)
     report.append(row)
     assert row.errors == 0, load.failures(fault_at)
-    assert_under_load(load, fault_at)
-    assert_exact(row)
+    assert_exact(row, load, fault_at)
 
 
 def test_redis_restart_answers_503_in_time_then_recovers(stack: Stack, report: list[Row]) -> None:
@@ -100,8 +100,7 @@ def test_redis_restart_answers_503_in_time_then_recovers(stack: Stack, report: l
     oks_after = [a.started for a in load.attempts if a.status == 200 and a.started > healthy_at]
     assert oks_after, "no 200 after Redis came back"
     assert min(oks_after) - healthy_at < 5
-    assert_under_load(load, fault_at)
-    assert_exact(row)
+    assert_exact(row, load, fault_at)
 
 
 @pytest.mark.parametrize("appendfsync", ["everysec", "always"])
@@ -149,8 +148,7 @@ def test_redis_paused_every_request_answers_in_time(stack: Stack, report: list[R
     assert row.errors > 0  # the pause was felt: 503s, answered in time
     assert row.max_latency_s < LATENCY_BOUND
     assert row.recovery_s < 3 + REDIS_TIMEOUT + 2
-    assert_under_load(load, fault_at)
-    assert_exact(row)
+    assert_exact(row, load, fault_at)
 
 
 def test_nginx_reload_under_load_fails_no_request(stack: Stack, report: list[Row]) -> None:
@@ -170,5 +168,4 @@ def test_nginx_reload_under_load_fails_no_request(stack: Stack, report: list[Row
     retryable = [a for a in answered if a.status == 503 and a.served_by and a.retry_after]
     assert answered == retryable, load.failures(fault_at)
     assert load.unresolved == 0
-    assert_under_load(load, fault_at)
-    assert_exact(row)
+    assert_exact(row, load, fault_at)
