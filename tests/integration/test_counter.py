@@ -37,7 +37,10 @@ def test_500_concurrent_counts_over_three_replicas_are_distinct_and_none_lost(
 
     async def hammer() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=150)
-        async with httpx.AsyncClient(headers=JSON, limits=limits, timeout=10) as client:
+        # 10 s for each request's connect and read; none for the wait for one of our own
+        # 150 connections, which on a slow machine is the client queueing, not the app.
+        timeout = httpx.Timeout(10, pool=None)
+        async with httpx.AsyncClient(headers=JSON, limits=limits, timeout=timeout) as client:
             return await asyncio.gather(
                 *(client.get(f"{apps[i % 3].url}/count") for i in range(500))
             )
