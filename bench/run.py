@@ -34,6 +34,13 @@ RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SERVICES = ("redis", "app", "nginx")
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+sys.path.insert(0, str(ROOT))
+from service import __version__  # noqa: E402
+
+# compose.yaml's image name, from the same variables and defaults.
+APP_IMAGE = (
+    f"{os.environ.get('TALLY_IMAGE') or 'tally-app'}:{os.environ.get('TALLY_VERSION') or __version__}"
+)
 
 
 @dataclass
@@ -115,7 +122,7 @@ class Variant:
             sh("docker", "run", "-d", "--name", f"{self.project}-otlp",
                "--network", f"{self.project}_backend", "--network-alias", "tempo",
                "-v", f"{ROOT}/tests/stack/otlp_receiver.py:/receiver.py:ro",
-               "tally-app:latest", "python", "/receiver.py", "--discard")  # fmt: skip
+               APP_IMAGE, "python", "/receiver.py", "--discard")  # fmt: skip
         self.compose("up", "-d", "--wait", "--no-deps", *SERVICES)
 
     def down(self) -> None:

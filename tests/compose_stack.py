@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.support import free_port, run
+from tests.support import app_image, free_port, run
 
 # Grafana and Tempo cannot run on these machines (../shared/sandbox/README.md);
 # everything else starts by name (naming a service enables its profile for it alone).
@@ -50,7 +50,7 @@ class Stack:
             "--network", f"{self.project}_backend", "--network-alias", "tempo",
             "--read-only", "--user", "10001", "--cap-drop", "ALL",
             "-v", f"{RECEIVER}:/receiver.py:ro",
-            "tally-app:latest", "python", "/receiver.py",
+            app_image(), "python", "/receiver.py",
         )  # fmt: skip
         self.up()
 

@@ -38,6 +38,14 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: 
     )
 
 
+def app_image() -> str:
+    """The app image compose builds: the same variables and defaults as compose.yaml."""
+    from service import __version__
+
+    name = os.environ.get("TALLY_IMAGE") or "tally-app"
+    return f"{name}:{os.environ.get('TALLY_VERSION') or __version__}"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
