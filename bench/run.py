@@ -38,9 +38,8 @@ sys.path.insert(0, str(ROOT))
 from service import __version__  # noqa: E402
 
 # compose.yaml's image name, from the same variables and defaults.
-APP_IMAGE = (
-    f"{os.environ.get('TALLY_IMAGE') or 'tally-app'}:{os.environ.get('TALLY_VERSION') or __version__}"
-)
+_IMAGE_NAME = os.environ.get("TALLY_IMAGE") or "tally-app"
+APP_IMAGE = f"{_IMAGE_NAME}:{os.environ.get('TALLY_VERSION') or __version__}"
 
 
 @dataclass
