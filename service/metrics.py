@@ -64,6 +64,15 @@ class Metrics:
             "Visits this replica counted (a replayed request id is not a new visit).",
             registry=self.registry,
         )
+        # Liveness probes (GET /healthz), apart from the requests: Docker sends one per
+        # replica every few seconds, and they would skew the request rate and latency.
+        self.health_probes = Counter(
+            "tally_health_probes",
+            "Liveness probes (GET /healthz) answered, by status code.",
+            ["status"],
+            registry=self.registry,
+        )
+        self._probe_children: dict[int, Any] = {}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         Info("tally_build", "Version and replica id of this process.", registry=self.registry).info(
             {"version": version, "replica": replica_id}
@@ -86,6 +95,12 @@ class Metrics:
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(seconds, exemplar)
+
+    def observe_probe(self, status: int) -> None:
+        child = self._probe_children.get(status)
+        if child is None:
+            child = self._probe_children[status] = self.health_probes.labels(status)
+        child.inc()
 
     def observe_redis(self, command: str, seconds: float, ok: bool) -> None:
         duration, errors = self._redis_children[command]

@@ -1,5 +1,6 @@
 """What every request gets, as one ASGI middleware around the Quart app: its request id,
 a server span, RED metrics, the access line, and the X-Served-By / X-Request-ID headers.
+A liveness probe (GET /healthz) gets the headers and its own counter, nothing else.
 
 It works on the raw ASGI scope and messages, so the hot path has no Quart hooks,
 request proxies or header objects of its own (docs/PERFORMANCE.md has what that
@@ -38,6 +39,10 @@ from service.metrics import Metrics
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 # Sent when no response was started: the client went away first (nginx's convention).
 CLIENT_CLOSED = 499
+# Docker probes every replica every few seconds: a line and a request series for each would
+# bury the traffic people read (and cost CPU on an idle stack), so probes are only counted.
+HEALTH_PATH = "/healthz"
+PROBE_METHODS = frozenset(("GET", "HEAD"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,39 @@ class Exchange:
 
 
 _current: ContextVar[Exchange] = ContextVar("tally_exchange")
+
+
+def _exchange(scope: HTTPScope) -> tuple[Exchange, bytes | None]:
+    """The request's id (the caller's, when valid) and its traceparent header, if any."""
+    incoming = traceparent = None
+    for name, value in scope["headers"]:  # ASGI header names are lower case
+        if name == b"x-request-id" and incoming is None:  # the first one, as werkzeug reads it
+            incoming = value
+        elif name == b"traceparent":
+            traceparent = value
+    if incoming is not None and _REQUEST_ID.fullmatch(incoming):
+        return Exchange(
+            incoming.decode("ascii"), idempotent=True, bad_request_id=False
+        ), traceparent
+    exchange = Exchange(secrets.token_hex(16), False, bad_request_id=incoming is not None)
+    return exchange, traceparent
+
+
+class _Reply:
+    """The server's `send` with our headers added to the response; remembers its status."""
+
+    __slots__ = ("_headers", "_send", "status")
+
+    def __init__(self, send: ASGISendCallable, headers: tuple[tuple[bytes, bytes], ...]) -> None:
+        self._send = send
+        self._headers = headers
+        self.status = CLIENT_CLOSED
+
+    async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), *self._headers]
+        await self._send(message)
 
 
 def current() -> Exchange:
@@ -93,19 +131,19 @@ class Observed:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        started = time.perf_counter()
         method: str = scope["method"]
+        exchange, traceparent = _exchange(scope)
+        exchange_token = _current.set(exchange)
+        reply = _Reply(send, (self._served_by, (b"x-request-id", exchange.request_id.encode())))
+        if scope["path"] == HEALTH_PATH and method in PROBE_METHODS:
+            try:
+                await self._forward(scope, receive, reply)
+            finally:
+                self._metrics.observe_probe(reply.status)
+                _current.reset(exchange_token)
+            return
+        started = time.perf_counter()
         route = self.route(scope["path"])
-        incoming = traceparent = None
-        for name, value in scope["headers"]:  # ASGI header names are lower case
-            if name == b"x-request-id" and incoming is None:  # the first one, as werkzeug reads it
-                incoming = value
-            elif name == b"traceparent":
-                traceparent = value
-        if incoming is not None and _REQUEST_ID.fullmatch(incoming):
-            exchange = Exchange(incoming.decode("ascii"), idempotent=True, bad_request_id=False)
-        else:
-            exchange = Exchange(secrets.token_hex(16), False, bad_request_id=incoming is not None)
         # A caller's W3C traceparent (passed through nginx untouched) continues here.
         parent = None
         if traceparent is not None:
@@ -120,30 +158,24 @@ class Observed:
         if span.is_recording():  # most requests are not sampled: skip the attributes then
             span.set_attributes(self._span_attributes(scope, route, exchange.request_id))
         trace_token = context.attach(trace.set_span_in_context(span, parent))
-        exchange_token = _current.set(exchange)
         request_id_token = REQUEST_ID.set(exchange.request_id)
-        headers = (self._served_by, (b"x-request-id", exchange.request_id.encode()))
-        status = CLIENT_CLOSED
         self._metrics.in_flight += 1
-
-        async def send_with_headers(message: ASGISendEvent) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *headers]
-            await send(message)
-
         try:
-            await self._app(scope, receive, send_with_headers)
-        except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                status = 500
-            raise
+            await self._forward(scope, receive, reply)
         finally:
-            self._finish(method, route, status, time.perf_counter() - started, span)
+            self._finish(method, route, reply.status, time.perf_counter() - started, span)
             REQUEST_ID.reset(request_id_token)
             _current.reset(exchange_token)
             context.detach(trace_token)
+
+    async def _forward(self, scope: HTTPScope, receive: ASGIReceiveCallable, reply: _Reply) -> None:
+        try:
+            await self._app(scope, receive, reply.send)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            reply.status = 500
+            raise
 
     def _finish(
         self, method: str, route: str, status: int, seconds: float, span: trace.Span
