@@ -1,8 +1,10 @@
-"""The benchmark's baseline: tally's routes on bare Quart + Hypercorn, instrumentation off.
+"""The benchmark's baselines: GET /count on bare Quart + Hypercorn, instrumentation off.
 
-Same Redis path as the service (service.counter: one round trip, exactly once per
-X-Request-ID), same Hypercorn on uvloop; no metrics, tracing, access log or
-content negotiation. The difference to the real service is what observability costs.
+Same Hypercorn on uvloop and the same Redis client as the service (service.counter); no
+metrics, tracing, access log or content negotiation. BARE_INCREMENT picks the Redis side:
+`once`, the service's exactly-once script per X-Request-ID (so the difference to tally is
+what its observability costs), or `incr`, one plain INCR as the Flask baseline sends (the
+framework's own baseline; the difference between the two is the script's cost).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 
 import uvloop
 from hypercorn.asyncio import serve
@@ -21,6 +24,9 @@ from service.counter import Counter, RedisUnavailable
 from service.settings import Settings
 
 settings = Settings.from_env(os.environ)
+MODE = os.environ.get("BARE_INCREMENT", "once")
+if MODE not in ("once", "incr"):
+    sys.exit(f"bare: BARE_INCREMENT must be once or incr, got {MODE!r}")
 app = Quart(__name__)
 counter: Counter
 
@@ -34,7 +40,8 @@ async def open_counter() -> None:
 @app.get("/count")
 async def count() -> Response:
     try:
-        result = await counter.increment(request.headers.get("X-Request-ID"))
+        request_id = request.headers.get("X-Request-ID") if MODE == "once" else None
+        result = await counter.increment(request_id)
     except RedisUnavailable:
         return Response("unavailable", status=503, headers={"Retry-After": "1"})
     body = json.dumps({"count": result.value, "served_by": settings.replica_id})

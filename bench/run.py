@@ -1,18 +1,22 @@
-"""make bench: tally with everything on against two baselines, loaded by wrk.
+"""make bench: tally with everything on against bare Quart and Flask baselines.
 
-The baselines are bare Quart + Hypercorn (the same routes, instrumentation off)
-and Flask on gunicorn; tally-lean, tally with tracing and the access line off,
-shows what those two cost. Every variant is built and measured in this one run (the
-machine is noisy and drifts, so only ratios within a run mean anything): all are up
-side by side and their runs take turns, the others paused while one is loaded.
-GET /count through nginx, 3 replicas, 32 and 128 connections, median of 3 runs of
-10 s. Prints one table and writes it to bench/results/latest.md. `--soak` (make
-soak) instead loads tally for SOAK_SECONDS (300), reads each replica's RSS every
-30 s, and writes the series and the growth to bench/results/soak.md.
+Five variants, each 3 replicas behind nginx: tally; tally-lean (tracing off, no access
+line: what those two cost); bare Quart + Hypercorn with the exactly-once script and with
+a plain INCR (bench/bare.py: the framework's own baseline, and the script's cost); Flask
+on gunicorn with a plain INCR. Peak throughput from wrk (a closed loop) at 32 and 128
+connections; then latency at a fixed offered load, half of Flask's peak in this run, from
+an open loop (bench/openloop.py: latency from each request's scheduled send time). Every
+variant is built and measured in this one run (the machine is noisy and drifts, so only
+ratios within a run mean anything): all are up side by side and their runs take turns,
+the others paused while one is loaded. Medians of BENCH_RUNS (3) runs of BENCH_SECONDS
+(10). Prints one table and the ratios, and writes them to bench/results/latest.md.
+`--soak` (make soak) instead loads tally for SOAK_SECONDS (300), reads each replica's RSS
+every 30 s, and writes the series and the growth to bench/results/soak.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -35,11 +39,23 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SERVICES = ("redis", "app", "nginx")
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 sys.path.insert(0, str(ROOT))
+import openloop  # noqa: E402  (beside this script)
+
 from service import __version__  # noqa: E402
 
 # compose.yaml's image name, from the same variables and defaults.
 _IMAGE_NAME = os.environ.get("TALLY_IMAGE") or "tally-app"
 APP_IMAGE = f"{_IMAGE_NAME}:{os.environ.get('TALLY_VERSION') or __version__}"
+# The shipped sampling ratio, as compose.yaml defaults it, for the tally row's name.
+SAMPLE_RATIO = float(
+    re.search(  # type: ignore[union-attr]
+        r"OTEL_TRACES_SAMPLER_ARG:-([\d.]+)", (ROOT / "compose.yaml").read_text()
+    ).group(1)
+)
+# A worktree's TALLY_VERSION keeps its stacks apart from another's on the same engine.
+PROJECT_PREFIX = "-".join(
+    ["tally-bench", *re.findall(r"[a-z0-9]+", os.environ.get("TALLY_VERSION", "").lower())]
+)
 
 
 @dataclass
@@ -97,10 +113,15 @@ def read_count(url: str) -> int:
 
 class Variant:
     def __init__(
-        self, name: str, files: list[str], tracing: bool, env: dict[str, str] | None = None
+        self,
+        name: str,
+        slug: str,
+        files: list[str],
+        tracing: bool,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
-        self.project = f"tally-bench-{name.split()[0].lower()}"
+        self.project = f"{PROJECT_PREFIX}-{slug}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.files = [arg for f in files for arg in ("-f", f)]
@@ -148,9 +169,26 @@ def mib(text: str) -> float:
     return float(number) * {"B": 2**-20, "KiB": 2**-10, "MiB": 1, "GiB": 1024}[unit]
 
 
-def measure(variants: list[Variant]) -> list[list[str]]:
-    """All variants up side by side; their wrk runs take turns, so each variant's median
-    comes from the same minutes of this machine's drifting speed as the others'."""
+@dataclass
+class Measured:
+    """One variant's runs: wrk's at each connection count, the open loop's at the fixed load."""
+
+    closed: dict[int, list[WrkRun]]
+    fixed: list[openloop.OpenLoopRun]
+    check: str
+    rss: list[float]
+
+    def rps(self, connections: int) -> float:
+        return statistics.median(r.rps for r in self.closed[connections])
+
+    def p99_at_fixed_load(self) -> float:
+        return statistics.median(r.percentile(99) for r in self.fixed)
+
+
+def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
+    """All variants up side by side; their runs take turns, so each variant's median comes
+    from the same minutes of this machine's drifting speed as the others'. wrk's closed
+    loop first (peak throughput), then an open loop at half of `pace`'s peak (latency)."""
     try:
         start = {}
         for variant in variants:
@@ -158,7 +196,8 @@ def measure(variants: list[Variant]) -> list[list[str]]:
             wrk(f"{variant.url}/count", 32, 3)  # warm up pools and caches
             start[variant] = read_count(variant.url)
             variant.frozen(True)
-        results: dict[tuple[Variant, int], list[WrkRun]] = {}
+        closed: dict[Variant, dict[int, list[WrkRun]]] = {v: {} for v in variants}
+        fixed: dict[Variant, list[openloop.OpenLoopRun]] = {v: [] for v in variants}
         unmeasured = dict.fromkeys(variants, 0)
         for connections in CONNECTIONS:
             for _ in range(RUNS):
@@ -166,31 +205,36 @@ def measure(variants: list[Variant]) -> list[list[str]]:
                     variant.frozen(False)
                     # Unmeasured: the timers that came due during the pause fire now.
                     unmeasured[variant] += wrk(f"{variant.url}/count", connections, 2).requests
-                    run = wrk(f"{variant.url}/count", connections, SECONDS)
+                    closed[variant].setdefault(connections, []).append(
+                        wrk(f"{variant.url}/count", connections, SECONDS)
+                    )
                     variant.frozen(True)
-                    results.setdefault((variant, connections), []).append(run)
-        rows = []
+        rate = max(statistics.median(r.rps for r in closed[pace][c]) for c in CONNECTIONS) / 2
+        for _ in range(RUNS):
+            for variant in variants:
+                variant.frozen(False)
+                unmeasured[variant] += wrk(f"{variant.url}/count", 32, 2).requests
+                fixed[variant].append(
+                    asyncio.run(openloop.run("127.0.0.1", variant.port, "/count", rate, SECONDS))
+                )
+                variant.frozen(True)
+        results = {}
         for variant in variants:
             variant.frozen(False)
             # Requests in flight when a wrk run stops still count: the first warm-up's may
-            # land after `start` was read, and each later run's after it stopped.
-            measured = sum(r.requests for c in CONNECTIONS for r in results[variant, c])
-            completed = measured + unmeasured[variant]
-            in_flight_bound = 32 + 2 * sum(CONNECTIONS) * RUNS
+            # land after `start` was read, and each later run's after it stopped. The open
+            # loop waits for its answers; one that failed may have counted.
+            completed = unmeasured[variant] + sum(
+                r.requests for runs in closed[variant].values() for r in runs
+            )
+            completed += sum(r.ok for r in fixed[variant])
+            in_flight_bound = 32 + 2 * sum(CONNECTIONS) * RUNS + 32 * RUNS
+            in_flight_bound += sum(r.errors for r in fixed[variant])
             delta = read_count(variant.url) - start[variant] - 1
             exact = completed <= delta <= completed + in_flight_bound
             check = f"{'ok' if exact else 'MISMATCH'} ({delta - completed:+d})"
-            rss = ", ".join(f"{m:.0f}" for m in variant.rss_mib())
-            for connections in CONNECTIONS:
-                runs = results[variant, connections]
-                rows.append([
-                    variant.name, str(connections),
-                    f"{statistics.median(r.rps for r in runs):,.0f}",
-                    f"{statistics.median(r.p50 for r in runs) * 1000:.1f}",
-                    f"{statistics.median(r.p99 for r in runs) * 1000:.1f}",
-                    str(sum(r.errors for r in runs)), check, rss,
-                ])  # fmt: skip
-        return rows
+            results[variant] = Measured(closed[variant], fixed[variant], check, variant.rss_mib())
+        return results
     finally:
         for variant in variants:
             variant.down()  # paused or not
@@ -200,7 +244,7 @@ def soak(seconds: int) -> None:
     """Memory over a long run: each replica's RSS every 30 s of load; the growth is the floor
     of the last 1.5 minutes against that of the 1.5 minutes after the first (imports, pools,
     caches warmed up)."""
-    variant = Variant("tally", ["compose.yaml"], True)
+    variant = Variant("tally", "tally", ["compose.yaml"], True)
     variant.up()
     samples, runs = [], []
     try:
@@ -241,49 +285,96 @@ def main() -> None:
             sys.exit(f"bench: SOAK_SECONDS must be at least 120, got {seconds}")
         soak(seconds)
         return
+    tally = Variant(
+        f"tally (metrics, tracing {SAMPLE_RATIO:.0%}, JSON logs, exactly-once)",
+        "tally",
+        ["compose.yaml"],
+        True,
+    )
     variants = [
-        Variant("tally (metrics, tracing 10%, JSON logs, exactly-once)", ["compose.yaml"], True),
+        tally,
         # tally with its two per-request costs off: what is left is the rest of the
         # instrumentation (middleware, metrics, request ids, content negotiation).
         Variant(
             "tally-lean (tally, tracing off, no access line)",
+            "lean",
             ["compose.yaml"],
             False,
             {"OTEL_SDK_DISABLED": "true", "LOG_LEVEL": "WARNING"},
         ),
-        Variant("bare Quart + Hypercorn", ["compose.yaml", "bench/compose.bare.yaml"], False),
         Variant(
-            "Flask on gunicorn (1 process, 8 threads)",
+            "bare Quart + Hypercorn, exactly-once",
+            "bare-once",
+            ["compose.yaml", "bench/compose.bare.yaml"],
+            False,
+            {"BARE_INCREMENT": "once"},
+        ),
+        Variant(
+            "bare Quart + Hypercorn, plain INCR",
+            "bare-incr",
+            ["compose.yaml", "bench/compose.bare.yaml"],
+            False,
+            {"BARE_INCREMENT": "incr"},
+        ),
+        Variant(
+            "Flask on gunicorn (1 process, 8 threads), plain INCR",
+            "flask",
             ["compose.yaml", "bench/compose.flask.yaml"],
             False,
         ),
     ]
+    _, lean, bare_once, bare, flask = variants
+    results = measure(variants, pace=flask)
+    rate = results[flask].fixed[0].rate
     header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
               "RSS per replica (MiB)"]  # fmt: skip
-    rows = measure(variants)
-    rps = {(row[0], int(row[1])): float(row[2].replace(",", "")) for row in rows}
-    tally, lean, bare, flask = (variant.name for variant in variants)
+    rows = []
+    for variant in variants:
+        measured = results[variant]
+        rss = ", ".join(f"{m:.0f}" for m in measured.rss)
+        for connections in CONNECTIONS:
+            runs = measured.closed[connections]
+            rows.append([
+                variant.name, str(connections), f"{measured.rps(connections):,.0f}",
+                f"{statistics.median(r.p50 for r in runs) * 1000:.1f}",
+                f"{statistics.median(r.p99 for r in runs) * 1000:.1f}",
+                str(sum(r.errors for r in runs)), measured.check, rss,
+            ])  # fmt: skip
+        fixed = measured.fixed
+        rows.append([
+            variant.name, f"open loop at {rate:,.0f} req/s",
+            f"{statistics.median(r.ok for r in fixed) / SECONDS:,.0f}",
+            f"{statistics.median(r.percentile(50) for r in fixed) * 1000:.1f}",
+            f"{measured.p99_at_fixed_load() * 1000:.1f}",
+            str(sum(r.errors for r in fixed)), measured.check, rss,
+        ])  # fmt: skip
+
+    def ratio(a: Variant, b: Variant, connections: int) -> str:
+        return f"{results[a].rps(connections) / results[b].rps(connections):.2f}"
+
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: GET /count through nginx,"
-        f" 3 replicas, wrk -t2, median of {RUNS} x {SECONDS} s.",
+        f" 3 replicas; wrk -t2 (closed loop) at each connection count, then an open loop at"
+        f" {rate:,.0f} req/s (half of Flask's peak), latency from each request's scheduled"
+        f" send time; medians of {RUNS} x {SECONDS} s.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + " --- |" * len(header),
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
         *(
-            f"- tally / bare at {c} connections: {rps[(tally, c)] / rps[(bare, c)]:.0%}"
+            f"- at {c} connections: tally / Flask {ratio(tally, flask, c)},"
+            f" tally / bare plain INCR {ratio(tally, bare, c)},"
+            f" tally / bare exactly-once {ratio(tally, bare_once, c)},"
+            f" tally-lean / bare plain INCR {ratio(lean, bare, c)},"
+            f" bare plain INCR / Flask {ratio(bare, flask, c)}"
             for c in CONNECTIONS
         ),
-        *(
-            f"- tally-lean / bare at {c} connections: {rps[(lean, c)] / rps[(bare, c)]:.0%}"
-            for c in CONNECTIONS
-        ),
-        *(
-            f"- tally / Flask at {c} connections: {rps[(tally, c)] / rps[(flask, c)]:.0%}"
-            for c in CONNECTIONS
-        ),
-        f"- tally at 128 / at 32 connections: {rps[(tally, 128)] / rps[(tally, 32)]:.0%}",
+        f"- p99 at {rate:,.0f} req/s (open loop): tally"
+        f" {results[tally].p99_at_fixed_load() * 1000:.1f} ms, Flask"
+        f" {results[flask].p99_at_fixed_load() * 1000:.1f} ms",
+        f"- tally at 128 / at 32 connections:"
+        f" {results[tally].rps(128) / results[tally].rps(32):.2f}",
     ]
     text = "\n".join(lines) + "\n"
     RESULTS.write_text(text)
