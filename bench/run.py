@@ -154,9 +154,21 @@ class Variant:
         """Paused (the cgroup freezer) while another variant is measured, so that its
         healthchecks, exporters and timers take no CPU from the one under load."""
         verb = "pause" if frozen else "unpause"
-        self.compose(verb)
+        containers = self.compose("ps", "-q").split()
         if self.tracing:
-            sh("docker", verb, f"{self.project}-otlp")
+            containers.append(f"{self.project}-otlp")
+        for container in containers:
+            # On a busy machine the freezer now and then gives up on a container ("unable
+            # to freeze"); it takes it a moment later.
+            for _ in range(4):
+                result = subprocess.run(
+                    ["docker", verb, container], capture_output=True, check=False
+                )
+                if result.returncode == 0:
+                    break
+                time.sleep(1)
+            else:
+                sh("docker", verb, container)
 
     def rss_mib(self) -> list[float]:
         ids = self.compose("ps", "-q", "app").split()
