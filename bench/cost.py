@@ -86,7 +86,7 @@ def child(variant: str, requests: int) -> None:
         os.environ["BARE_INCREMENT"] = "incr" if variant == "bare-incr" else "once"
         import bare  # beside this script
 
-        bare.Counter.from_settings = counter  # type: ignore[method-assign]
+        Counter.from_settings = counter  # type: ignore[method-assign]
         app: Any = bare.app
         provider = None
     else:
