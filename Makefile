@@ -55,7 +55,7 @@ test-load: install ## the Locust suite against the stack, and proof that its che
 lint: install ## ruff and mypy --strict
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy service
+	$(UV) run --frozen mypy service tests bench loadtest
 
 format: install ## apply ruff's formatting and fixes
 	$(UV) run --frozen ruff format .

@@ -5,6 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypedDict
+
+
+class Message(TypedDict):
+    """Observations as a worker sends them to the master."""
+
+    values: list[int]
+    served_by: dict[str, int]
+    increments: int
 
 
 @dataclass
@@ -20,7 +29,7 @@ class Observations:
         self.served_by.update(other.served_by)
         self.increments += other.increments
 
-    def to_message(self) -> dict[str, object]:
+    def to_message(self) -> Message:
         return {
             "values": self.values,
             "served_by": dict(self.served_by),
@@ -28,11 +37,11 @@ class Observations:
         }
 
     @classmethod
-    def from_message(cls, data: dict[str, object]) -> Observations:
+    def from_message(cls, data: Message) -> Observations:
         return cls(
-            values=list(data["values"]),  # type: ignore[call-overload]
-            served_by=Counter(data["served_by"]),  # type: ignore[arg-type]
-            increments=int(data["increments"]),  # type: ignore[call-overload]
+            values=list(data["values"]),
+            served_by=Counter(data["served_by"]),
+            increments=data["increments"],
         )
 
 

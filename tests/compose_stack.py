@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 
-from tests.support import app_image, free_port, run
+from stack_client import free_port, read_count
+from tests.support import app_image, run
 
 # Grafana and Tempo cannot run on these machines (../shared/sandbox/README.md);
 # everything else starts by name (naming a service enables its profile for it alone).
@@ -40,6 +41,18 @@ class Stack:
 
     def compose(self, *args: str, check: bool = True) -> CompletedProcess[str]:
         return run("docker", "compose", "-p", self.project, *args, check=check, env=self.env)
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop("-v")  # a half-started stack is torn down too
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Down with the volumes: nothing of the stack outlives it."""
+        self.stop("-v")
 
     def start(self) -> None:
         """Bring the stack up with the OTLP receiver in Tempo's place before any replica starts."""
@@ -90,7 +103,4 @@ class Stack:
         return {sample["metric"]["instance"] for sample in self.query('up{job="tally"} == 1')}
 
     def count(self) -> int:
-        value: int = httpx.get(f"{self.url}/count", headers={"Accept": "application/json"}).json()[
-            "count"
-        ]
-        return value
+        return read_count(self.url)

@@ -11,9 +11,5 @@ from tests.compose_stack import Stack
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    stack = Stack()
-    try:
-        stack.start()
+    with Stack() as stack:
         yield stack
-    finally:
-        stack.stop("-v")

@@ -1,10 +1,9 @@
-"""Shared test helpers: polling with a deadline, free ports, Docker, app processes."""
+"""Shared test helpers: polling with a deadline, commands, Docker, app processes."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +15,15 @@ from typing import TypeVar
 
 import httpx
 
+from stack_client import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+def wait_until(
+    condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
+) -> T:
     """Poll `condition` until it returns a truthy value; fail naming `what` at the deadline."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -44,13 +47,6 @@ def app_image() -> str:
 
     name = os.environ.get("TALLY_IMAGE") or "tally-app"
     return f"{name}:{os.environ.get('TALLY_VERSION') or __version__}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def run(

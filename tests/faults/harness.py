@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
-JSON = {"Accept": "application/json"}
+from stack_client import JSON, read_count
+
+# Seconds a read of the counter retries (with one key) while a fault lasts.
+READ_RETRY = 15.0
 
 
 @dataclass
@@ -56,18 +59,6 @@ HEADER = [
 ]  # fmt: skip
 
 
-def read_count(url: str) -> int:
-    """One /count, retried with the same Idempotency-Key until it answers 200 (at most 15 s)."""
-    key = {**JSON, "Idempotency-Key": uuid.uuid4().hex}
-    deadline = time.monotonic() + 15
-    while True:
-        response = httpx.get(f"{url}/count", headers=key, timeout=10)
-        if response.status_code == 200 or time.monotonic() > deadline:
-            value: int = response.json()["count"]
-            return value
-        time.sleep(0.1)
-
-
 def steady(url: str, rounds: int = 3, concurrency: int = 30) -> bool:
     """Rounds of concurrent /readyz all 200: every pooled Redis connection of every replica
     (not just the one a sequential client would reuse) answers again after a fault."""
@@ -100,7 +91,7 @@ class Load:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()))
 
     def __enter__(self) -> Load:
-        self.start_count = read_count(self.url)
+        self.start_count = read_count(self.url, retry_for=READ_RETRY)
         self.started = time.monotonic()
         self._thread.start()
         return self
@@ -167,7 +158,7 @@ class Load:
 
     def row(self, fault: str, fault_at: float, end_count: int | None = None) -> Row:
         """Account for the run: `end_count` is read through the API unless given."""
-        end = read_count(self.url) if end_count is None else end_count
+        end = read_count(self.url, retry_for=READ_RETRY) if end_count is None else end_count
         values = list(self.acked.values())
         expected = self.start_count + len(values) + (1 if end_count is None else 0)
         duplicates = sum(n - 1 for n in Counter(values).values() if n > 1)

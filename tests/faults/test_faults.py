@@ -8,11 +8,13 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
+from stack_client import read_count
 from tests.compose_stack import Stack
-from tests.faults.harness import Load, Row, read_count, steady
+from tests.faults.harness import READ_RETRY, Load, Row, steady
 from tests.support import run, wait_until
 
 REDIS_TIMEOUT = 1.0  # the stack's default
@@ -56,16 +58,22 @@ def assert_exact(row: Row, load: Load, fault_at: float) -> None:
     assert row.double_counted == 0
 
 
+def assert_no_request_failed(row: Row, load: Load, fault_at: float, report: list[Row]) -> None:
+    """Reported, then: not one attempt failed, and every request was counted exactly once."""
+    report.append(row)
+    assert row.errors == 0, load.failures(fault_at)
+    assert_exact(row, load, fault_at)
+
+
 def test_replica_killed_mid_load_loses_nothing(stack: Stack, report: list[Row]) -> None:
     with Load(stack.url) as load:
         load.run_for(2)
         fault_at = time.monotonic()
         run("docker", "kill", stack.containers("app")[0]["ID"])
         load.run_for(4)
-    row = load.row("replica killed (docker kill)", fault_at)
-    report.append(row)
-    assert row.errors == 0, load.failures(fault_at)
-    assert_exact(row, load, fault_at)
+    assert_no_request_failed(
+        load.row("replica killed (docker kill)", fault_at), load, fault_at, report
+    )
 
 
 def test_rolling_restart_of_every_replica_fails_no_request(stack: Stack, report: list[Row]) -> None:
@@ -75,12 +83,11 @@ def test_rolling_restart_of_every_replica_fails_no_request(stack: Stack, report:
         fault_at = time.monotonic()
         for replica in replicas:
             run("docker", "restart", "-t", "15", replica)
-            wait_until(lambda r=replica: healthy(r), 30, f"replica {replica[:12]} healthy again")
+            wait_until(partial(healthy, replica), 30, f"replica {replica[:12]} healthy again")
         load.run_for(1)
-    row = load.row("rolling restart of 3 replicas", fault_at)
-    report.append(row)
-    assert row.errors == 0, load.failures(fault_at)
-    assert_exact(row, load, fault_at)
+    assert_no_request_failed(
+        load.row("rolling restart of 3 replicas", fault_at), load, fault_at, report
+    )
 
 
 def test_redis_restart_answers_503_in_time_then_recovers(stack: Stack, report: list[Row]) -> None:
@@ -119,7 +126,7 @@ def test_redis_sigkill_under_load_loses_no_acknowledged_increment_with_always(
         stack.up()
         wait_until(lambda: steady(stack.url), 30, "every replica ready on every connection")
         # The counter as Redis recovered it; the read itself is one more increment.
-        recovered = read_count(stack.url) - 1
+        recovered = read_count(stack.url, retry_for=READ_RETRY) - 1
         highest_acked = max(load.acked.values())
         row = load.row(f"redis SIGKILL, appendfsync {appendfsync}", fault_at, recovered)
         row.lost = max(0, highest_acked - recovered)

@@ -11,10 +11,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from stack_client import JSON
 from tests.support import ROOT, AppProcess, RedisContainer, redis_container, wait_until
 from tests.unit.test_settings import INVALID
-
-JSON = {"Accept": "application/json"}
 
 
 def test_count_increments_the_tutorials_key_by_default(

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from stack_client import free_port
 from tests.compose_stack import Stack
-from tests.support import ROOT, free_port, run, wait_until
+from tests.support import ROOT, run, wait_until
 
 
 def locust(host: str, users: int, duration: str, *extra: str) -> subprocess.CompletedProcess[str]:

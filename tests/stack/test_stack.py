@@ -13,11 +13,9 @@ from collections import Counter
 import httpx
 import pytest
 
+from stack_client import BROWSER, JSON
 from tests.compose_stack import Stack
 from tests.support import wait_until
-
-JSON = {"Accept": "application/json"}
-BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
 @pytest.mark.parametrize(

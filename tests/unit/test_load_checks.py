@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 
-from tests.support import ROOT
-
-sys.path.insert(0, str(ROOT / "loadtest"))
 from checks import Observations, atomicity, balancing, errors_and_latency
 
 
