@@ -114,29 +114,26 @@ def test_redis_restart_answers_503_in_time_then_recovers(stack: Stack, report: l
 def test_redis_sigkill_under_load_loses_no_acknowledged_increment_with_always(
     stack: Stack, report: list[Row], appendfsync: str
 ) -> None:
-    stack.env["REDIS_APPENDFSYNC"] = appendfsync
-    try:
-        stack.up()  # recreates Redis with that policy; the data volume stays
+    policy = {"REDIS_APPENDFSYNC": appendfsync}
+    with stack.changed(**policy):  # recreates Redis with that policy; the data volume stays
         wait_until(lambda: steady(stack.url), 30, "every replica ready on every connection")
         with Load(stack.url, retry=False) as load:
             load.run_for(3)
             fault_at = time.monotonic()
             run("docker", "kill", "-s", "KILL", container(stack, "redis"))
             load.stop()
-        stack.up()
+        stack.up(env=policy)
         wait_until(lambda: steady(stack.url), 30, "every replica ready on every connection")
         # The counter as Redis recovered it; the read itself is one more increment.
         recovered = read_count(stack.url, retry_for=READ_RETRY) - 1
-        highest_acked = max(load.acked.values())
-        row = load.row(f"redis SIGKILL, appendfsync {appendfsync}", fault_at, recovered)
-        row.lost = max(0, highest_acked - recovered)
-        row.double_counted = 0  # not judged here: values past the loss are handed out again
-        report.append(row)
-        assert_under_load(load, fault_at, after=False)  # the load stopped with the kill
-        if appendfsync == "always":
-            assert row.lost == 0
-    finally:
-        del stack.env["REDIS_APPENDFSYNC"]
+    highest_acked = max(load.acked.values())
+    row = load.row(f"redis SIGKILL, appendfsync {appendfsync}", fault_at, recovered)
+    row.lost = max(0, highest_acked - recovered)
+    row.double_counted = 0  # not judged here: values past the loss are handed out again
+    report.append(row)
+    assert_under_load(load, fault_at, after=False)  # the load stopped with the kill
+    if appendfsync == "always":
+        assert row.lost == 0
 
 
 def test_redis_paused_every_request_answers_in_time(stack: Stack, report: list[Row]) -> None:

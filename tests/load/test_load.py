@@ -70,16 +70,15 @@ def test_a_distributed_run_in_compose_passes_the_same_checks(stack: Stack) -> No
         "LOCUST_RUN_TIME": "15s",
         "LOCUST_PORT": str(free_port()),
     }
-    stack.env.update(env)
     try:
         result = stack.compose(
             "--profile", "loadtest", "up", "--no-deps", "--exit-code-from", "locust-master",
-            "locust-master", "locust-worker", check=False,
+            "locust-master", "locust-worker", check=False, env=env,
         )  # fmt: skip
     finally:
-        stack.compose("--profile", "loadtest", "rm", "-fs", "locust-master", "locust-worker")
-        for name in env:
-            del stack.env[name]
+        stack.compose(
+            "--profile", "loadtest", "rm", "-fs", "locust-master", "locust-worker", env=env
+        )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "result: PASS" in result.stdout
     assert "workers reported: 2" in result.stdout
