@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypedDict
+
+# The checks' limits, each a Locust option --<name> and environment variable TALLY_<NAME>:
+# type, default, meaning.
+CHECK_OPTIONS: dict[str, tuple[type[int] | type[float], float, str]] = {
+    "replicas": (int, 3, "replicas expected to serve"),
+    "balance_tolerance": (float, 0.10, "allowed deviation from an even share, relative"),
+    "max_failure_ratio": (float, 0.0, "allowed share of failed requests"),
+    "max_p99_ms": (float, 500.0, "allowed p99 latency in ms"),
+}
 
 
 class Message(TypedDict):
@@ -76,19 +86,29 @@ def atomicity(seen: Observations, initial: int, final: int) -> Verdict:
     return Verdict("atomicity", not problems, detail)
 
 
+def balance_band(total: int, replicas: int, tolerance: float) -> float:
+    """How far from an even share one replica's count may be: `tolerance` of it (relative),
+    or, when wider, four standard deviations of a fair random split of `total` responses.
+    The band follows the run's own size: a short run on a slow machine, with few
+    responses, is not held to a spread only a long one can show."""
+    share = 1 / replicas
+    return max(tolerance * total * share, 4 * math.sqrt(total * share * (1 - share)))
+
+
 def balancing(served_by: Counter[str], replicas: int, tolerance: float) -> Verdict:
-    """Each of `replicas` replicas serves an even share, within `tolerance` (relative)."""
+    """Each of `replicas` replicas serves an even share, within balance_band."""
     total = sum(served_by.values())
     if total == 0:
         return Verdict("balancing", False, "no responses")
     even = total / replicas
+    band = balance_band(total, replicas, tolerance)
     shares = ", ".join(f"{name} {n / total:.1%}" for name, n in sorted(served_by.items()))
     problems = []
     if len(served_by) != replicas:
         problems.append(f"{len(served_by)} replicas served, expected {replicas}")
-    uneven = [name for name, n in served_by.items() if abs(n - even) > tolerance * even]
+    uneven = [name for name, n in served_by.items() if abs(n - even) > band]
     if uneven:
-        problems.append(f"outside ±{tolerance:.0%} of even: {', '.join(sorted(uneven))}")
+        problems.append(f"outside ±{band / even:.0%} of even: {', '.join(sorted(uneven))}")
     return Verdict("balancing", not problems, "; ".join([*problems, shares]))
 
 

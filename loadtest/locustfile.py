@@ -15,19 +15,20 @@ from locust import FastHttpUser, between, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from checks import Observations, Verdict, atomicity, balancing, errors_and_latency, failed
+from checks import (
+    CHECK_OPTIONS,
+    Observations,
+    Verdict,
+    atomicity,
+    balancing,
+    errors_and_latency,
+    failed,
+)
 from stack_client import BROWSER, JSON, read_count
 
 MESSAGE = "tally_observations"
 COUNT_IN_PAGE = re.compile(r"<output>(\d+)</output>")
 
-# The checks' limits: flag (environment variable TALLY_<FLAG>), type, default, meaning.
-CHECK_OPTIONS: tuple[tuple[str, type[int] | type[float], float, str], ...] = (
-    ("--replicas", int, 3, "replicas expected to serve"),
-    ("--balance-tolerance", float, 0.10, "allowed deviation from an even share, relative"),
-    ("--max-failure-ratio", float, 0.0, "allowed share of failed requests"),
-    ("--max-p99-ms", float, 500.0, "allowed p99 latency in ms"),
-)
 seen = Observations()  # this process's users; merged on the master
 bounds: dict[str, int] = {}
 
@@ -38,10 +39,10 @@ def add_arguments(parser: Any) -> None:
     # mid-flight may have counted on the server without the run seeing its answer.
     parser.set_defaults(stop_timeout=10)
     group = parser.add_argument_group("tally checks")
-    for flag, kind, default, meaning in CHECK_OPTIONS:
+    for name, (kind, default, meaning) in CHECK_OPTIONS.items():
         group.add_argument(
-            flag, type=kind, default=default, help=f"{meaning} (default {default})",
-            env_var="TALLY_" + flag.removeprefix("--").replace("-", "_").upper(),
+            "--" + name.replace("_", "-"), type=kind, default=default,
+            env_var=f"TALLY_{name.upper()}", help=f"{meaning} (default {default})",
         )  # fmt: skip
 
 

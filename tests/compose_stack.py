@@ -103,6 +103,11 @@ class Stack:
     def app_log_lines(self) -> list[str]:
         return self.compose("logs", "--no-log-prefix", "--no-color", "app").stdout.splitlines()
 
+    def access_lines(self) -> list[dict[str, Any]]:
+        """The replicas' access lines so far (one per request answered), parsed."""
+        records = (json.loads(line) for line in self.app_log_lines() if line.startswith("{"))
+        return [record for record in records if record.get("event") == "request"]
+
     def containers(self, service: str) -> list[dict[str, str]]:
         out = self.compose("ps", "--format", "json", service).stdout
         rows = [json.loads(line) for line in out.splitlines() if line.strip()]

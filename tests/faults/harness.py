@@ -19,9 +19,15 @@ from dataclasses import dataclass, field
 import httpx
 
 from stack_client import JSON, read_count
+from tests.support import wait_until
 
 # Seconds a read of the counter retries (with one key) while a fault lasts.
 READ_RETRY = 15.0
+# Attempts each side of a fault (8 connections, 6 rounds and more): the load runs until it
+# has made them, however slow the machine is at that moment.
+MIN_ATTEMPTS = 50
+# How long a load may take to make its attempts before it counts as stalled.
+STALLED = 60.0
 
 
 @dataclass
@@ -29,6 +35,7 @@ class Attempt:
     started: float
     latency: float
     status: int  # 0: the connection failed
+    request_id: str  # the Idempotency-Key, which nginx passes on as X-Request-ID
     retry_after: str | None
     served_by: str | None = None  # None: nginx answered itself (or nobody did)
 
@@ -111,6 +118,22 @@ class Load:
         while time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.05)
 
+    def run_past(self, since: float, seconds: float, attempts: int = MIN_ATTEMPTS) -> None:
+        """Run `seconds` more, then on until `attempts` attempts have started since `since`:
+        a floor the load reaches by itself rather than a rate this machine must keep."""
+        self.run_for(seconds)
+        wait_until(
+            lambda: sum(1 for a in self.attempts if a.started >= since) >= attempts,
+            STALLED, f"{attempts} attempts since +{since - self.started:.1f}s",
+        )  # fmt: skip
+
+    def run_until_served(self, since: float) -> None:
+        """Run until an attempt started after `since` gets a 200: the service recovered."""
+        wait_until(
+            lambda: any(a.status == 200 and a.started > since for a in self.attempts),
+            STALLED, "a 200 after the fault was over",
+        )  # fmt: skip
+
     async def _run(self) -> None:
         limits = httpx.Limits(max_connections=self.concurrency)
         async with httpx.AsyncClient(limits=limits, timeout=10, headers=JSON) as client:
@@ -132,7 +155,9 @@ class Load:
                 except httpx.TransportError:
                     status, retry_after, served_by = 0, None, None
                 self.attempts.append(
-                    Attempt(started, time.monotonic() - started, status, retry_after, served_by)
+                    Attempt(
+                        started, time.monotonic() - started, status, key, retry_after, served_by
+                    )
                 )
                 if status == 200:
                     self.acked[key] = response.json()["count"]

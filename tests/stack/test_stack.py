@@ -15,6 +15,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from checks import balancing
 from stack_client import BROWSER, JSON
 from tests.compose_stack import Stack
 from tests.support import wait_until
@@ -54,9 +55,9 @@ def test_300_sequential_counts_are_balanced_over_three_replicas(stack: Stack) ->
         served = Counter(
             client.get(f"{stack.url}/count").headers["X-Served-By"] for _ in range(300)
         )
-    assert len(served) == 3, served
-    for replica, n in served.items():
-        assert 90 <= n <= 110, f"{replica} served {n} of 300: {served}"
+    # The load test's own verdict: its band follows the number of responses.
+    verdict = balancing(served, replicas=3, tolerance=0.10)
+    assert verdict.passed, verdict
 
 
 def test_1000_counts_64_at_a_time_are_distinct_and_none_lost(stack: Stack) -> None:
