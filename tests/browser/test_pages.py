@@ -17,7 +17,6 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.compose_stack import Stack
 
-CHROMIUM = "/usr/bin/chromium"
 Scheme = Literal["light", "dark"]
 # This machine's network is closed: keep Chromium from reaching out at all.
 FLAGS = [
@@ -27,9 +26,9 @@ FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def browser(chromium: Path) -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
         yield browser
         browser.close()
 
