@@ -190,11 +190,11 @@ class Settings:
         "Redis's database number, used when `REDIS_URL` is unset",
     )  # fmt: skip
     redis_username: str | None = setting(
-        "REDIS_USERNAME", None, text, "", "ACL user (`app` in the stack)"
+        "REDIS_USERNAME", None, text, "", "the ACL user tally logs in as"
     )
     redis_password: str | None = setting(
         "REDIS_PASSWORD", None, text, "",
-        "the ACL user's password; or `REDIS_PASSWORD_FILE`, a file holding it (a secret)",
+        "the ACL user's password, or (`_FILE`) a file holding it: a Docker secret",
         secret=True,
     )  # fmt: skip
     redis_timeout: float = setting(
