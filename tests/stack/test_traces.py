@@ -30,11 +30,11 @@ def test_every_request_gives_a_server_span_tied_to_its_log_line(stack: Stack) ->
     assert len(request_ids) == 30
 
     # The batch processor exports every few seconds.
-    spans = wait_until(
-        lambda: (found := server_spans_for(stack, request_ids)) and len(found) >= 30 and found,
-        30,
-        "30 server spans at the OTLP receiver",
-    )
+    def thirty_spans() -> list[dict[str, Any]] | None:
+        found = server_spans_for(stack, request_ids)
+        return found if len(found) >= 30 else None
+
+    spans = wait_until(thirty_spans, 30, "30 server spans at the OTLP receiver")
     assert len(spans) == 30
     assert {span["name"] for span in spans} == {"GET /count"}
     replicas = {span["resource"]["service.instance.id"] for span in spans}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
@@ -12,48 +11,11 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from service.app import create_app
-from service.counter import Counter, Increment, RedisUnavailable
+from service.counter import Counter, RedisUnavailable
 from service.settings import Settings
+from tests.unit.fakes import FakeCounter
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
-
-
-class FakeCounter:
-    def __init__(self) -> None:
-        self.value = 0
-        self.seen: dict[str, int] = {}
-        self.calls: list[str | None] = []
-        self.failure: Exception | None = None
-
-    async def increment(self, request_id: str | None) -> Increment:
-        self.calls.append(request_id)
-        if self.failure:
-            raise self.failure
-        if request_id in self.seen:
-            return Increment(self.seen[request_id], replayed=True)
-        self.value += 1
-        if request_id is not None:
-            self.seen[request_id] = self.value
-        return Increment(self.value, replayed=False)
-
-    async def ping(self) -> None:
-        if self.failure:
-            raise self.failure
-
-    async def close(self) -> None:
-        pass
-
-
-@pytest.fixture
-def fake() -> FakeCounter:
-    return FakeCounter()
-
-
-@pytest.fixture
-async def client(fake: FakeCounter) -> AsyncIterator[Client]:
-    app: Quart = create_app(Settings(replica_id="replica-1"), lambda *_: cast(Counter, fake))
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
 
 
 async def get(client: Client, path: str, accept: str | None = None, **headers: str) -> Any:
