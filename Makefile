@@ -11,7 +11,7 @@ USERS ?= 50
 SPAWN_RATE ?= 10
 DURATION ?= 30s
 
-.PHONY: help install test test-fast test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format dashboards load up down logs ps
+.PHONY: help install test test-fast test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format docs dashboards load up down logs ps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,11 +58,14 @@ test-load: install ## the Locust suite against the stack, and proof that its che
 lint: install ## ruff and mypy --strict
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy service tests bench loadtest
+	$(UV) run --frozen mypy service tests bench loadtest ops
 
 format: install ## apply ruff's formatting and fixes
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
+
+docs: install ## write the README's settings tables and .env.example from the declarations
+	$(UV) run --frozen python ops/configuration.py
 
 dashboards: install ## regenerate ops/grafana/dashboards/*.json from ops/grafana/dashboards.py
 	$(UV) run --frozen python ops/grafana/dashboards.py

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Any, cast
 
 import pytest
+from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from service.counter import RedisUnavailable
+from service.app import create_app
+from service.counter import Counter, RedisUnavailable
+from service.settings import Settings
 from tests.unit.fakes import FakeCounter
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
@@ -145,13 +149,22 @@ async def test_unexpected_error_is_500_without_internal_detail(
     assert json.loads(body)["error"] == "internal_error"
 
 
-async def test_pages_link_the_dashboards_only_while_they_are_up() -> None:
-    from service.routes import DashboardLinks
-
-    up = DashboardLinks("http://g", "http://p", probe_host="localhost")
-    assert await up.current() == {"Grafana": "http://g", "Prometheus": "http://p"}
-    down = DashboardLinks("http://g", "http://p", probe_host="no-such-host.invalid")
-    assert await down.current() == {}
+@pytest.mark.parametrize(
+    ("env", "shown"),
+    [
+        ({}, []),
+        ({"GRAFANA_URL": "http://g:3000"}, ["http://g:3000"]),
+        ({"GRAFANA_URL": "http://g", "PROMETHEUS_URL": "http://p"}, ["http://g", "http://p"]),
+    ],
+)
+async def test_pages_link_the_dashboards_the_settings_name(
+    fake: FakeCounter, env: dict[str, str], shown: list[str]
+) -> None:
+    settings = Settings.from_env({"REPLICA_ID": "r1", **env})
+    app: Quart = create_app(settings, lambda *_: cast(Counter, fake))
+    async with app.test_app() as test_app:
+        page = await (await get(test_app.test_client(), "/", BROWSER)).get_data(as_text=True)
+    assert re.findall(r'<a href="(http[^"]+)"', page) == shown
 
 
 async def test_error_pages_name_the_replica(client: Client) -> None:
