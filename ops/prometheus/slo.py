@@ -100,7 +100,11 @@ def number(value: float) -> str:
 
 def recording_rules(slo: Slo) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = [
-        {"record": "slo:objective:ratio", "expr": number(slo.objective), "labels": {"slo": slo.name}}
+        {
+            "record": "slo:objective:ratio",
+            "expr": number(slo.objective),
+            "labels": {"slo": slo.name},
+        }
     ]
     for window in RATIO_WINDOWS:
         errors, total = (
@@ -202,8 +206,7 @@ def series(slo: Slo, bad: list[tuple[int, int]]) -> list[dict[str, str]]:
         value += good * count
     return [
         {
-            "series": f'http_request_duration_seconds_count{{{COUNT}, instance="a",'
-            ' method="GET"}',
+            "series": f'http_request_duration_seconds_count{{{COUNT}, instance="a", method="GET"}}',
             "values": total_values,
         },
         {

@@ -48,7 +48,7 @@ def render(secrets: dict[str, str], tmp_path: Path, **env: str) -> tuple[int, st
         (tmp_path / name).write_text(value)
         (tmp_path / name).chmod(0o644)
     script = (
-        "sed 's#^exec .*#/bin/amtool check-config \"$CONFIG\" \\&\\& cat \"$CONFIG\"#'"
+        'sed \'s#^exec .*#/bin/amtool check-config "$CONFIG" \\&\\& cat "$CONFIG"#\''
         " /etc/alertmanager/render.sh > /tmp/render.sh && sh /tmp/render.sh"
     )
     flags = [arg for name, value in env.items() for arg in ("-e", f"{name}={value}")]
@@ -185,9 +185,7 @@ def test_all_replicas_down_inhibits_the_per_replica_alerts(alertmanager: str) ->
     wait_until(lambda: inhibited(alertmanager, "TallyReplicaDown"), 30, "the alert received")
     assert not any(inhibited(alertmanager, "TallyReplicaDown").values())
     post(alertmanager, alertname="TallyAllReplicasDown", job="tally", severity="page")
-    wait_until(
-        lambda: all(inhibited(alertmanager, "TallyReplicaDown").values()), 30, "inhibited"
-    )
+    wait_until(lambda: all(inhibited(alertmanager, "TallyReplicaDown").values()), 30, "inhibited")
 
 
 def test_redis_down_inhibits_the_slo_tickets_not_the_pages(alertmanager: str) -> None:
