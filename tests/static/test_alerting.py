@@ -3,8 +3,10 @@ the routing of every alert, and the inhibitions on a real Alertmanager fed by am
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,3 +202,21 @@ def test_redis_down_inhibits_the_slo_tickets_not_the_pages(alertmanager: str) ->
 
     wait_until(lambda: states().get("ticket"), 30, "the availability ticket inhibited")
     assert states() == {"ticket": True, "page": False}
+
+
+def test_slo_doc_burn_table_matches_the_generator() -> None:
+    spec = importlib.util.spec_from_file_location("slo", ROOT / "ops/prometheus/slo.py")
+    assert spec is not None
+    assert spec.loader is not None
+    slo = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = slo  # its dataclasses look their module up there
+    spec.loader.exec_module(slo)
+    doc = (ROOT / "docs" / "SLO.md").read_text()
+    table = doc.split("<!-- burn-table")[1].split("<!-- /burn-table -->")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ")][2:]
+    expected = [
+        f"| {w.severity} | {w.burn_rate:g} | {w.long} | {w.short} | {w.wait} |"
+        f" {w.burn_rate * slo.minutes(w.long) / (slo.PERIOD_DAYS * 1440):.0%} |"
+        for w in slo.WINDOWS
+    ]
+    assert rows == expected
