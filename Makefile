@@ -11,7 +11,7 @@ USERS ?= 50
 SPAWN_RATE ?= 10
 DURATION ?= 30s
 
-.PHONY: help install test test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format dashboards load up down logs ps
+.PHONY: help install test test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format dashboards slo load up down logs ps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,6 +63,9 @@ format: install ## apply ruff's formatting and fixes
 
 dashboards: install ## regenerate ops/grafana/dashboards/*.json from ops/grafana/dashboards.py
 	$(UV) run --frozen python ops/grafana/dashboards.py
+
+slo: install ## regenerate ops/prometheus/rules/slo.yml and its tests from ops/prometheus/slo.py
+	$(UV) run --frozen python ops/prometheus/slo.py
 
 load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); reports in loadtest/reports/
 	mkdir -p loadtest/reports
