@@ -84,7 +84,7 @@ def child(variant: str, requests: int) -> None:
 
     if variant.startswith("bare"):
         os.environ["BARE_INCREMENT"] = "incr" if variant == "bare-incr" else "once"
-        import bare  # beside this script
+        from bench import bare
 
         Counter.from_settings = counter  # type: ignore[method-assign]
         app: Any = bare.app

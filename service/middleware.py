@@ -11,7 +11,6 @@ context variable set here is seen by the tasks Quart starts for the request.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
 from contextvars import ContextVar
@@ -33,10 +32,8 @@ from werkzeug.routing import Map
 
 from service.logs import REQUEST_ID, span_ids
 from service.metrics import Metrics
+from service.request_id import ACCEPTED, HEADER_ASGI
 
-# nginx's $request_id is 32 hex characters; UUIDs and ULIDs fit too. Anything
-# else (long, binary, spaces) is refused before it can reach a Redis key.
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 # Sent when no response was started: the client went away first (nginx's convention).
 CLIENT_CLOSED = 499
 # Docker probes every replica every few seconds: a line and a request series for each would
@@ -61,15 +58,14 @@ def _exchange(scope: HTTPScope) -> tuple[Exchange, bytes | None]:
     """The request's id (the caller's, when valid) and its traceparent header, if any."""
     incoming = traceparent = None
     for name, value in scope["headers"]:  # ASGI header names are lower case
-        if name == b"x-request-id" and incoming is None:  # the first one, as werkzeug reads it
+        if name == HEADER_ASGI and incoming is None:  # the first one, as werkzeug reads it
             incoming = value
         elif name == b"traceparent":
             traceparent = value
-    if incoming is not None and _REQUEST_ID.fullmatch(incoming):
-        return Exchange(
-            incoming.decode("ascii"), idempotent=True, bad_request_id=False
-        ), traceparent
-    exchange = Exchange(secrets.token_hex(16), False, bad_request_id=incoming is not None)
+    if incoming is not None and ACCEPTED.fullmatch(incoming):
+        exchange = Exchange(incoming.decode("ascii"), idempotent=True, bad_request_id=False)
+    else:
+        exchange = Exchange(secrets.token_hex(16), False, bad_request_id=incoming is not None)
     return exchange, traceparent
 
 
@@ -134,7 +130,7 @@ class Observed:
         method: str = scope["method"]
         exchange, traceparent = _exchange(scope)
         exchange_token = _current.set(exchange)
-        reply = _Reply(send, (self._served_by, (b"x-request-id", exchange.request_id.encode())))
+        reply = _Reply(send, (self._served_by, (HEADER_ASGI, exchange.request_id.encode())))
         if scope["path"] == HEALTH_PATH and method in PROBE_METHODS:
             try:
                 await self._forward(scope, receive, reply)

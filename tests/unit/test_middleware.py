@@ -15,8 +15,8 @@ from service import logs
 from service.app import create_app
 from service.counter import Counter
 from service.settings import Settings
+from tests.unit.fakes import FakeCounter
 from tests.unit.test_metrics import scrape
-from tests.unit.test_routes import FakeCounter
 
 
 @pytest.fixture
