@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
+import yaml
 
 from tests.support import ROOT, run
 
@@ -24,3 +28,21 @@ def test_nginx_accepts_our_config() -> None:
     )  # fmt: skip
     assert "syntax is ok" in result.stderr
     assert "test is successful" in result.stderr
+
+
+def test_the_flask_baseline_probes_as_the_app_image_does() -> None:
+    """bench/compose.flask.yaml copies the Dockerfile's HEALTHCHECK (the Flask image has
+    none), so the baseline pays the same for its probes; the copies must agree."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    options = dict(re.findall(r"--([a-z-]+)=(\S+)", dockerfile.split("HEALTHCHECK", 1)[1]))
+    command = re.search(r"CMD (\[.*?\])\n", dockerfile.split("HEALTHCHECK", 1)[1])
+    override = yaml.safe_load((ROOT / "bench" / "compose.flask.yaml").read_text())
+    check = override["services"]["app"]["healthcheck"]
+    assert command is not None
+    assert check["test"] == ["CMD", *json.loads(command.group(1))]
+    assert {
+        "interval": check["interval"],
+        "timeout": check["timeout"],
+        "start-period": check["start_period"],
+        "retries": str(check["retries"]),
+    } == options
