@@ -194,7 +194,10 @@ def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
         for variant in variants:
             variant.up()
             wrk(f"{variant.url}/count", 32, 3)  # warm up pools and caches
-            start[variant] = read_count(variant.url)
+            # Retried through a 503 on a busy machine (Redis past REDIS_TIMEOUT). Exactly once
+            # for tally; a plain INCR may count a timed-out attempt, which the check's slack
+            # for requests in flight covers.
+            start[variant] = read_count(variant.url, retry_for=30)
             variant.frozen(True)
         closed: dict[Variant, dict[int, list[WrkRun]]] = {v: {} for v in variants}
         fixed: dict[Variant, list[openloop.OpenLoopRun]] = {v: [] for v in variants}
@@ -230,7 +233,7 @@ def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
             completed += sum(r.ok for r in fixed[variant])
             in_flight_bound = 32 + 2 * sum(CONNECTIONS) * RUNS + 32 * RUNS
             in_flight_bound += sum(r.errors for r in fixed[variant])
-            delta = read_count(variant.url) - start[variant] - 1
+            delta = read_count(variant.url, retry_for=30) - start[variant] - 1
             exact = completed <= delta <= completed + in_flight_bound
             check = f"{'ok' if exact else 'MISMATCH'} ({delta - completed:+d})"
             results[variant] = Measured(closed[variant], fixed[variant], check, variant.rss_mib())
