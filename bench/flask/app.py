@@ -12,7 +12,8 @@ import redis
 from flask import Flask, Response
 
 REPLICA = os.environ.get("HOSTNAME", "flask")
-KEY = os.environ.get("COUNTER_KEY", "visitor_count")
+# compose passes an unset setting through empty, meaning the default (the tutorial's key).
+KEY = os.environ.get("COUNTER_KEY") or "visitor_count"
 client = redis.Redis.from_url(
     os.environ["REDIS_URL"],
     username=os.environ.get("REDIS_USERNAME"),
