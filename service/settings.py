@@ -33,6 +33,12 @@ class Settings:
     redis_username: str | None = None
     redis_password: str | None = field(default=None, repr=False)
     redis_timeout: float = 1.0
+    # Sentinel discovery: the primary's address comes from these (host, port) pairs
+    # instead of REDIS_URL's host; none means a single Redis at REDIS_URL.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_service: str = "tally"
+    # Replicas that must hold an increment before it is answered (WAIT); 0: no wait.
+    redis_wait_replicas: int = 0
     counter_key: str = "visitor_count"
     idempotency_ttl: int = 300
     replica_id: str = field(default_factory=socket.gethostname)
@@ -59,6 +65,11 @@ class Settings:
             redis_password=_redis_password(reader),
             redis_timeout=reader.number(
                 "REDIS_TIMEOUT", 1.0, "must be a positive number of seconds", float, low=0.001
+            ),
+            redis_sentinels=_redis_sentinels(reader),
+            redis_sentinel_service=reader.key("REDIS_SENTINEL_SERVICE", "tally"),
+            redis_wait_replicas=reader.number(
+                "REDIS_WAIT_REPLICAS", 0, "must be a whole number of replicas >= 0", int, low=0
             ),
             counter_key=reader.key("COUNTER_KEY", "visitor_count"),
             idempotency_ttl=reader.number(
@@ -162,6 +173,21 @@ def _redis_url(reader: _Reader) -> str:
     port = reader.number("REDIS_PORT", 6379, "must be a port number (1-65535)", int, 1, 65535)
     db = reader.number("REDIS_DB", 0, "must be a database number >= 0", int, low=0)
     return f"redis://{host}:{port}/{db}"
+
+
+def _redis_sentinels(reader: _Reader) -> tuple[tuple[str, int], ...]:
+    raw = reader.text("REDIS_SENTINELS")
+    if raw is None:
+        return ()
+    rule = "must be a comma-separated list of host:port (port 1-65535)"
+    sentinels = []
+    for item in raw.split(","):
+        host, _, port = item.strip().rpartition(":")
+        bad_host = not host or any(c in host for c in "/@: ")
+        if bad_host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError("REDIS_SENTINELS", rule, raw)
+        sentinels.append((host, int(port)))
+    return tuple(sentinels)
 
 
 def _redis_password(reader: _Reader) -> str | None:

@@ -47,6 +47,29 @@ def test_inline_password_is_accepted() -> None:
     assert Settings.from_env({"REDIS_PASSWORD": "pw"}).redis_password == "pw"
 
 
+def test_without_sentinels_redis_is_one_server_and_nothing_waits_for_replicas() -> None:
+    settings = Settings.from_env({})
+    assert settings.redis_sentinels == ()
+    assert settings.redis_sentinel_service == "tally"
+    assert settings.redis_wait_replicas == 0
+
+
+def test_sentinels_are_parsed_in_order_with_their_ports() -> None:
+    env = {
+        "REDIS_SENTINELS": "sentinel-1:26379, sentinel-2:26380,10.0.0.3:26379",
+        "REDIS_SENTINEL_SERVICE": "counter",
+        "REDIS_WAIT_REPLICAS": "1",
+    }
+    settings = Settings.from_env(env)
+    assert settings.redis_sentinels == (
+        ("sentinel-1", 26379),
+        ("sentinel-2", 26380),
+        ("10.0.0.3", 26379),
+    )
+    assert settings.redis_sentinel_service == "counter"
+    assert settings.redis_wait_replicas == 1
+
+
 def test_log_level_is_case_insensitive() -> None:
     assert Settings.from_env({"LOG_LEVEL": "debug"}).log_level == "DEBUG"
 
@@ -91,6 +114,35 @@ INVALID = [
         "REPLICA_ID",
         "x" * 129,
         f"REPLICA_ID must be 1-128 printable characters without spaces, got '{'x' * 129}'",
+    ),
+    (
+        "REDIS_SENTINELS",
+        "sentinel-1",
+        "REDIS_SENTINELS must be a comma-separated list of host:port (port 1-65535),"
+        " got 'sentinel-1'",
+    ),
+    (
+        "REDIS_SENTINELS",
+        "sentinel-1:26379,:26379",
+        "REDIS_SENTINELS must be a comma-separated list of host:port (port 1-65535),"
+        " got 'sentinel-1:26379,:26379'",
+    ),
+    (
+        "REDIS_SENTINELS",
+        "sentinel-1:0",
+        "REDIS_SENTINELS must be a comma-separated list of host:port (port 1-65535),"
+        " got 'sentinel-1:0'",
+    ),
+    (
+        "REDIS_SENTINEL_SERVICE",
+        "my primary",
+        "REDIS_SENTINEL_SERVICE must be 1-128 printable characters without spaces,"
+        " got 'my primary'",
+    ),
+    (
+        "REDIS_WAIT_REPLICAS",
+        "-1",
+        "REDIS_WAIT_REPLICAS must be a whole number of replicas >= 0, got '-1'",
     ),
     ("RELOAD", "maybe", "RELOAD must be true or false, got 'maybe'"),
     ("OTEL_SDK_DISABLED", "perhaps", "OTEL_SDK_DISABLED must be true or false, got 'perhaps'"),
