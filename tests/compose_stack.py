@@ -20,6 +20,10 @@ RECEIVER = Path(__file__).parent / "stack" / "otlp_receiver.py"
 
 
 class Stack:
+    # The compose files, in order (later ones override), and the services `up` starts.
+    files: tuple[str, ...] = ("compose.yaml",)
+    services: tuple[str, ...] = SERVICES
+
     def __init__(self) -> None:
         self.project = f"tally-test-{uuid.uuid4().hex[:8]}"
         self.receiver = f"{self.project}-otlp-receiver"
@@ -39,7 +43,10 @@ class Stack:
         }
 
     def compose(self, *args: str, check: bool = True) -> CompletedProcess[str]:
-        return run("docker", "compose", "-p", self.project, *args, check=check, env=self.env)
+        files = [flag for name in self.files for flag in ("-f", name)]
+        return run(
+            "docker", "compose", "-p", self.project, *files, *args, check=check, env=self.env
+        )
 
     def start(self) -> None:
         """Bring the stack up with the OTLP receiver in Tempo's place before any replica starts."""
@@ -61,7 +68,7 @@ class Stack:
     def up(self, *args: str) -> None:
         # --no-deps: naming a profiled service enables its whole profile, and the app's
         # optional dependency on Tempo would then be pulled. start() ran redis first.
-        self.compose("up", "-d", "--wait", "--no-deps", *args, *SERVICES)
+        self.compose("up", "-d", "--wait", "--no-deps", *args, *self.services)
 
     def received_spans(self) -> list[dict[str, Any]]:
         out = run("docker", "logs", self.receiver).stdout

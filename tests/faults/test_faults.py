@@ -12,14 +12,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests.compose_stack import Stack
-from tests.faults.harness import Load, Row, read_count, steady
+from tests.faults.harness import Load, Row, assert_exact, assert_under_load, read_count, steady
 from tests.support import run, wait_until
 
 REDIS_TIMEOUT = 1.0  # the stack's default
 # Client-side latency adds nginx and the loopback hop to the app's own bound.
 LATENCY_BOUND = REDIS_TIMEOUT + 0.1 + 0.1
-# Attempts each side of a fault: 8 connections, 6 rounds and more.
-MIN_ATTEMPTS = 50
 
 
 @pytest.fixture(autouse=True)
@@ -38,22 +36,6 @@ def container(stack: Stack, service: str) -> str:
 def healthy(container_id: str) -> bool:
     out = run("docker", "inspect", "-f", "{{.State.Health.Status}}", container_id)
     return out.stdout.strip() == "healthy"
-
-
-def assert_under_load(load: Load, fault_at: float, after: bool = True) -> None:
-    """The fault landed inside a running load, not before it began or after it stalled.
-    A count, not a rate: this machine's speed drifts by 2x within a day."""
-    before, since = load.attempts_around(fault_at)
-    assert before >= MIN_ATTEMPTS, f"load too light: {before} attempts before the fault"
-    if after:
-        assert since >= MIN_ATTEMPTS, f"load too light: {since} attempts after the fault"
-
-
-def assert_exact(row: Row, load: Load, fault_at: float) -> None:
-    """Under load across the fault, and every request counted exactly once."""
-    assert_under_load(load, fault_at)
-    assert row.lost == 0
-    assert row.double_counted == 0
 
 
 def test_replica_killed_mid_load_loses_nothing(stack: Stack, report: list[Row]) -> None:
