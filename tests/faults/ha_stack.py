@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 
 from tests.compose_stack import Stack
-from tests.support import run
+from tests.support import ROOT, run
 
 NODES = ("redis", "redis-2", "redis-3")
 SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
 # The name ops/redis/sentinel.conf monitors.
-SERVICE = "tally"
+SERVICE = next(
+    line.split()[2]
+    for line in (ROOT / "ops" / "redis" / "sentinel.conf").read_text().splitlines()
+    if line.startswith("sentinel monitor ")
+)
 
 
 class HAStack(Stack):

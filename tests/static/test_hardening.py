@@ -16,17 +16,21 @@ STARTS_AS_ROOT = {
     "redis": "the image's entrypoint chowns /data, then drops to user redis",
     "nginx": "the master binds :80 and starts its workers as user nginx",
     "secrets": "one-shot with no network: writes each secret owned by its one reader",
+    "redis-2": "as redis: ops/redis/ha.sh finds the primary, then the entrypoint drops to redis",
+    "redis-3": "as redis: ops/redis/ha.sh finds the primary, then the entrypoint drops to redis",
 }
 
 
-def services() -> dict[str, dict[str, Any]]:
+def services(*files: str) -> dict[str, dict[str, Any]]:
     flags = [arg for profile in PROFILES for arg in ("--profile", profile)]
+    flags += [arg for name in files for arg in ("-f", name)]
     config = json.loads(run("docker", "compose", *flags, "config", "--format", "json").stdout)
     result: dict[str, dict[str, Any]] = config["services"]
     return result
 
 
-SERVICES = services()
+# The core stack's services, and those the HA topology (compose.ha.yaml) adds.
+SERVICES = {**services("compose.yaml", "compose.ha.yaml"), **services("compose.yaml")}
 
 
 def test_dockerfile_is_hadolint_clean() -> None:
