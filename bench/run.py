@@ -2,9 +2,11 @@
 
 The baselines are bare Quart + Hypercorn (the same routes, instrumentation off)
 and Flask on gunicorn; tally-lean, tally with tracing and the access line off,
-shows what those two cost. Every variant is built and measured in this one run (the
-machine is noisy and drifts, so only ratios within a run mean anything): all are up
-side by side and their runs take turns, the others paused while one is loaded.
+shows what those two cost, and tally-ha, tally on compose.ha.yaml (Sentinel, a
+WAIT for one replica after each increment), what high availability costs. Every
+variant is built and measured in this one run (the machine is noisy and drifts, so
+only ratios within a run mean anything): all are up side by side and their runs take
+turns, the others paused while one is loaded.
 GET /count through nginx, 3 replicas, 32 and 128 connections, median of 3 runs of
 10 s. Prints one table and writes it to bench/results/latest.md. `--soak` (make
 soak) instead loads tally for SOAK_SECONDS (300), reads each replica's RSS every
@@ -33,6 +35,9 @@ CONNECTIONS = (32, 128)
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SERVICES = ("redis", "app", "nginx")
+# compose.ha.yaml: a primary, two replicas, three Sentinels; WAIT 1 after each increment.
+HA_SERVICES = ("redis", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3",
+               "app", "nginx")  # fmt: skip
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 sys.path.insert(0, str(ROOT))
 from service import __version__  # noqa: E402
@@ -97,9 +102,15 @@ def read_count(url: str) -> int:
 
 class Variant:
     def __init__(
-        self, name: str, files: list[str], tracing: bool, env: dict[str, str] | None = None
+        self,
+        name: str,
+        files: list[str],
+        tracing: bool,
+        env: dict[str, str] | None = None,
+        services: tuple[str, ...] = SERVICES,
     ) -> None:
         self.name = name
+        self.services = services
         self.project = f"tally-bench-{name.split()[0].lower()}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -122,7 +133,7 @@ class Variant:
                "--network", f"{self.project}_backend", "--network-alias", "tempo",
                "-v", f"{ROOT}/tests/stack/otlp_receiver.py:/receiver.py:ro",
                APP_IMAGE, "python", "/receiver.py", "--discard")  # fmt: skip
-        self.compose("up", "-d", "--wait", "--no-deps", *SERVICES)
+        self.compose("up", "-d", "--wait", "--no-deps", *self.services)
 
     def down(self) -> None:
         sh("docker", "rm", "-f", f"{self.project}-otlp", check=False)
@@ -251,6 +262,13 @@ def main() -> None:
             False,
             {"OTEL_SDK_DISABLED": "true", "LOG_LEVEL": "WARNING"},
         ),
+        # tally on the HA topology: what Sentinel discovery and the WAIT for a replica cost.
+        Variant(
+            "tally-ha (tally, Sentinel, WAIT 1 replica)",
+            ["compose.yaml", "compose.ha.yaml"],
+            True,
+            services=HA_SERVICES,
+        ),
         Variant("bare Quart + Hypercorn", ["compose.yaml", "bench/compose.bare.yaml"], False),
         Variant(
             "Flask on gunicorn (1 process, 8 threads)",
@@ -262,7 +280,7 @@ def main() -> None:
               "RSS per replica (MiB)"]  # fmt: skip
     rows = measure(variants)
     rps = {(row[0], int(row[1])): float(row[2].replace(",", "")) for row in rows}
-    tally, lean, bare, flask = (variant.name for variant in variants)
+    tally, lean, ha, bare, flask = (variant.name for variant in variants)
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: GET /count through nginx,"
         f" 3 replicas, wrk -t2, median of {RUNS} x {SECONDS} s.",
@@ -281,6 +299,10 @@ def main() -> None:
         ),
         *(
             f"- tally / Flask at {c} connections: {rps[(tally, c)] / rps[(flask, c)]:.0%}"
+            for c in CONNECTIONS
+        ),
+        *(
+            f"- tally-ha / tally at {c} connections: {rps[(ha, c)] / rps[(tally, c)]:.0%}"
             for c in CONNECTIONS
         ),
         f"- tally at 128 / at 32 connections: {rps[(tally, 128)] / rps[(tally, 32)]:.0%}",
