@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.compose_stack import Stack
-from tests.support import ROOT, run
+from tests.support import ROOT, run, wait_until
 
 NODES = ("redis", "redis-2", "redis-3")
 SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
@@ -26,6 +26,21 @@ class HAStack(Stack):
         self.compose("build", "app")
         self.compose("up", "-d", "--wait", "redis")  # the secrets first: up() is --no-deps
         self.up()
+
+    def up(self, *args: str) -> None:
+        """`up --wait` gives up at a container's first unhealthy report, and on a loaded
+        machine one healthcheck can time out while the service is fine: then wait for
+        every container to be running and healthy again, with a deadline."""
+        result = self.compose("up", "-d", "--wait", "--no-deps", *args, *self.services, check=False)
+        if result.returncode != 0:
+            wait_until(self.healthy, 180, "every HA container healthy", interval=1)
+
+    def healthy(self) -> bool:
+        for service in self.services:
+            rows = self.containers(service)
+            if not rows or any(row.get("Health") not in ("", "healthy") for row in rows):
+                return False
+        return True
 
     @property
     def network(self) -> str:
