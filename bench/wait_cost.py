@@ -17,16 +17,21 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from redis.asyncio import Redis
 
-# bench/run.py's helpers; importing it also puts the repository on sys.path.
-from run import free_port, sh
-
-from service.counter import Counter
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "loadtest")]
+from service.counter import Counter  # noqa: E402
+from stack_client import free_port  # noqa: E402
 
 N = int(os.environ.get("WAIT_COST_N", "2000"))
 BLOCK = 200
+
+
+def sh(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
 
 async def measure(url: str) -> dict[int, list[float]]:
@@ -54,7 +59,7 @@ def main() -> None:
         sh("docker", "run", "-d", "--name", primary, "-p", f"127.0.0.1:{port}:6379",
            "redis:8.0", "redis-server", "--save", "", "--appendonly", "yes")  # fmt: skip
         sh("docker", "run", "-d", "--name", replica, "redis:8.0", "redis-server", "--save", "")
-        address = sh("docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", primary).strip()
+        address = sh("docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", primary)
         deadline = time.monotonic() + 60
         while "master_link_status:up" not in sh(
             "docker", "exec", replica, "redis-cli", "info", "replication"

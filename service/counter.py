@@ -17,6 +17,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
+from service.request_id import record_key
 from service.settings import Settings
 
 # INCR and remembering its result under the request id happen in one atomic
@@ -145,7 +146,7 @@ class Counter:
             command = self._redis.execute_command("INCR", self._key)  # type: ignore[no-untyped-call]
             value = await self._call("incr", command)
             return Increment(int(value), replayed=False)
-        keys = [self._key, f"{self._key}:request:{request_id}"]
+        keys = [self._key, record_key(self._key, request_id)]
         if self._wait_replicas:
             value, replayed = await self._call("evalsha", self._replicated(keys))
         else:

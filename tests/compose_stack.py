@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from subprocess import CompletedProcess
+from types import MappingProxyType
 from typing import Any
 
 import httpx
 
-from tests.support import app_image, free_port, run
+from stack_client import free_port, read_count
+from tests.support import app_image, run
 
 # Grafana and Tempo cannot run on these machines (../shared/sandbox/README.md);
 # everything else starts by name (naming a service enables its profile for it alone).
@@ -30,7 +34,9 @@ class Stack:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.prometheus = f"http://127.0.0.1:{free_port()}"
-        self.env = {
+        # Never changed after this: a test that needs other settings passes them to
+        # compose() or up() for that call, so no test sees another's.
+        self.env: Mapping[str, str] = MappingProxyType({
             **os.environ,
             "HTTP_PORT": str(self.port),
             "PROMETHEUS_PORT": self.prometheus.rsplit(":", 1)[1],
@@ -40,13 +46,29 @@ class Stack:
             "NGINX_RATE_BURST": "100000",
             # Every request traced, so the trace tests can count spans.
             "OTEL_TRACES_SAMPLER_ARG": "1.0",
-        }
+        })  # fmt: skip
 
-    def compose(self, *args: str, check: bool = True) -> CompletedProcess[str]:
+    def compose(
+        self, *args: str, check: bool = True, env: Mapping[str, str] | None = None
+    ) -> CompletedProcess[str]:
+        """`docker compose` on this project, with `env` on top of the stack's own settings."""
+        full_env = {**self.env, **(env or {})}
         files = [flag for name in self.files for flag in ("-f", name)]
         return run(
-            "docker", "compose", "-p", self.project, *files, *args, check=check, env=self.env
+            "docker", "compose", "-p", self.project, *files, *args, check=check, env=full_env
         )
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop("-v")  # a half-started stack is torn down too
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Down with the volumes: nothing of the stack outlives it."""
+        self.stop("-v")
 
     def start(self) -> None:
         """Bring the stack up with the OTLP receiver in Tempo's place before any replica starts."""
@@ -65,10 +87,21 @@ class Stack:
         run("docker", "rm", "-f", self.receiver, check=False)
         self.compose("--profile", "observability", "down", "--remove-orphans", *args, check=False)
 
-    def up(self, *args: str) -> None:
+    def up(self, *args: str, env: Mapping[str, str] | None = None) -> None:
+        """Converge on the stack's settings (plus `env`): only what differs is recreated."""
         # --no-deps: naming a profiled service enables its whole profile, and the app's
         # optional dependency on Tempo would then be pulled. start() ran redis first.
-        self.compose("up", "-d", "--wait", "--no-deps", *args, *self.services)
+        self.compose("up", "-d", "--wait", "--no-deps", *args, *self.services, env=env)
+
+    @contextmanager
+    def changed(self, **env: str) -> Iterator[None]:
+        """The stack recreated with `env`, and as `up` makes it again afterwards, whatever
+        happens inside."""
+        try:
+            self.up(env=env)
+            yield
+        finally:
+            self.up()
 
     def received_spans(self) -> list[dict[str, Any]]:
         out = run("docker", "logs", self.receiver).stdout
@@ -76,6 +109,11 @@ class Stack:
 
     def app_log_lines(self) -> list[str]:
         return self.compose("logs", "--no-log-prefix", "--no-color", "app").stdout.splitlines()
+
+    def access_lines(self) -> list[dict[str, Any]]:
+        """The replicas' access lines so far (one per request answered), parsed."""
+        records = (json.loads(line) for line in self.app_log_lines() if line.startswith("{"))
+        return [record for record in records if record.get("event") == "request"]
 
     def containers(self, service: str) -> list[dict[str, str]]:
         out = self.compose("ps", "--format", "json", service).stdout
@@ -97,7 +135,4 @@ class Stack:
         return {sample["metric"]["instance"] for sample in self.query('up{job="tally"} == 1')}
 
     def count(self) -> int:
-        value: int = httpx.get(f"{self.url}/count", headers={"Accept": "application/json"}).json()[
-            "count"
-        ]
-        return value
+        return read_count(self.url)

@@ -4,6 +4,7 @@ what the failover tests ask of it: which node is the primary, and is it settled.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from tests.compose_stack import Stack
 from tests.support import ROOT, run, wait_until
@@ -27,11 +28,13 @@ class HAStack(Stack):
         self.compose("up", "-d", "--wait", "redis")  # the secrets first: up() is --no-deps
         self.up()
 
-    def up(self, *args: str) -> None:
+    def up(self, *args: str, env: Mapping[str, str] | None = None) -> None:
         """`up --wait` gives up at a container's first unhealthy report, and on a loaded
         machine one healthcheck can time out while the service is fine: then wait for
         every container to be running and healthy again, with a deadline."""
-        result = self.compose("up", "-d", "--wait", "--no-deps", *args, *self.services, check=False)
+        result = self.compose(
+            "up", "-d", "--wait", "--no-deps", *args, *self.services, check=False, env=env
+        )
         if result.returncode != 0:
             wait_until(self.healthy, 180, "every HA container healthy", interval=1)
 

@@ -40,11 +40,6 @@ def settled(ha: HAStack) -> Iterator[None]:
     ha.up()
 
 
-def warm(load: Load) -> None:
-    """Enough attempts before the fault, however fast the machine is today."""
-    wait_until(lambda: len(load.attempts) >= MIN_ATTEMPTS, 60, "the load under way")
-
-
 def served_again(load: Load, fault_at: float) -> None:
     """Enough 200s after the fault, however long the failover took on this machine."""
     wait_until(
@@ -71,7 +66,7 @@ def test_primary_sigkill_fails_over_and_loses_no_acknowledged_increment(
 ) -> None:
     old, old_ip = ha.primary(), ha.primary_ip()
     with Load(ha.url) as load:
-        warm(load)
+        load.run_past(load.started, 2)
         fault_at = time.monotonic()
         run("docker", "kill", "-s", "KILL", ha.container(old))
         wait_until(
@@ -96,7 +91,7 @@ def test_primary_cut_off_from_the_network_no_split_brain(ha: HAStack, report: li
     old, old_ip = ha.primary(), ha.primary_ip()
     container = ha.container(old)
     with Load(ha.url) as load:
-        warm(load)
+        load.run_past(load.started, 2)
         fault_at = time.monotonic()
         run("docker", "network", "disconnect", ha.network, container)
         try:
@@ -120,7 +115,7 @@ def test_primary_cut_off_from_the_network_no_split_brain(ha: HAStack, report: li
 def test_one_sentinel_killed_changes_nothing_for_clients(ha: HAStack, report: list[Row]) -> None:
     primary = ha.primary()
     with Load(ha.url) as load:
-        warm(load)
+        load.run_past(load.started, 2)
         fault_at = time.monotonic()
         run("docker", "kill", "-s", "KILL", ha.container("sentinel-1"))
         served_again(load, fault_at)
@@ -135,7 +130,7 @@ def test_replica_killed_writes_go_on_with_the_other_replica(ha: HAStack, report:
     primary = ha.primary()
     replica = next(node for node in ("redis", "redis-2", "redis-3") if node != primary)
     with Load(ha.url) as load:
-        warm(load)
+        load.run_past(load.started, 2)
         fault_at = time.monotonic()
         run("docker", "kill", "-s", "KILL", ha.container(replica))
         served_again(load, fault_at)
