@@ -43,6 +43,8 @@ from_nodes() {
 case ${1:-} in
 sentinel)
   primary=$(from_nodes)
+  [ -n "$primary" ] || { echo "ha.sh: no primary found" >&2; exit 1; }
+  unset REDISCLI_AUTH
   umask 077
   sed "s/^sentinel monitor $service $first /sentinel monitor $service $primary /" \
     "$conf_dir/sentinel.conf" | cat - /run/secrets/sentinel_auth.conf >/tmp/sentinel.conf
@@ -64,6 +66,8 @@ node)
   [ -n "$primary" ] || primary=$(from_nodes)
   [ -n "$primary" ] || { echo "ha.sh: no primary found" >&2; exit 1; }
   if [ "$primary" != "$me" ]; then set -- --replicaof "$primary" 6379 "$@"; fi
+  # Redis needs only its own files; the Sentinel password stays out of its environment.
+  unset REDISCLI_AUTH
   exec docker-entrypoint.sh redis-server "$conf_dir/ha.conf" "$@"
   ;;
 esac
