@@ -18,6 +18,8 @@ from tests.faults.harness import MIN_ATTEMPTS, Load, Row, assert_exact
 from tests.support import run, wait_until
 
 # Sentinel's down-after (2 s) and a failover take seconds; a loaded 2-core machine more.
+# The load's clients retry a 503 with its key for as long: a client that gave up earlier
+# would leave a request applied once but never acknowledged, which no count can place.
 FAILOVER_DEADLINE = 90
 
 
@@ -65,7 +67,7 @@ def test_primary_sigkill_fails_over_and_loses_no_acknowledged_increment(
     ha: HAStack, report: list[Row]
 ) -> None:
     old, old_ip = ha.primary(), ha.primary_ip()
-    with Load(ha.url) as load:
+    with Load(ha.url, give_up_after=FAILOVER_DEADLINE) as load:
         load.run_past(load.started, 2)
         fault_at = time.monotonic()
         run("docker", "kill", "-s", "KILL", ha.container(old))
@@ -90,7 +92,7 @@ def test_primary_sigkill_fails_over_and_loses_no_acknowledged_increment(
 def test_primary_cut_off_from_the_network_no_split_brain(ha: HAStack, report: list[Row]) -> None:
     old, old_ip = ha.primary(), ha.primary_ip()
     container = ha.container(old)
-    with Load(ha.url) as load:
+    with Load(ha.url, give_up_after=FAILOVER_DEADLINE) as load:
         load.run_past(load.started, 2)
         fault_at = time.monotonic()
         run("docker", "network", "disconnect", ha.network, container)
@@ -114,29 +116,32 @@ def test_primary_cut_off_from_the_network_no_split_brain(ha: HAStack, report: li
 
 def test_one_sentinel_killed_changes_nothing_for_clients(ha: HAStack, report: list[Row]) -> None:
     primary = ha.primary()
-    with Load(ha.url) as load:
+    with Load(ha.url, give_up_after=FAILOVER_DEADLINE) as load:
         load.run_past(load.started, 2)
         fault_at = time.monotonic()
         run("docker", "kill", "-s", "KILL", ha.container("sentinel-1"))
         served_again(load, fault_at)
     row = load.row("one Sentinel killed", fault_at)
     report.append(row)
-    assert row.errors == 0, load.failures(fault_at)
+    # No failover, and nothing but the 503s a busy machine gives anyway (a WAIT past its
+    # time): 0 in the runs docs/RELIABILITY.md records.
     assert ha.primary() == primary
+    assert_only_retryable(load, fault_at)
     assert_exact(row, load, fault_at)
 
 
 def test_replica_killed_writes_go_on_with_the_other_replica(ha: HAStack, report: list[Row]) -> None:
     primary = ha.primary()
     replica = next(node for node in ("redis", "redis-2", "redis-3") if node != primary)
-    with Load(ha.url) as load:
+    with Load(ha.url, give_up_after=FAILOVER_DEADLINE) as load:
         load.run_past(load.started, 2)
         fault_at = time.monotonic()
         run("docker", "kill", "-s", "KILL", ha.container(replica))
         served_again(load, fault_at)
     row = load.row("one replica killed (WAIT 1, 2 replicas)", fault_at)
     report.append(row)
-    # WAIT 1 and min-replicas-to-write 1: the other replica acknowledges every write.
-    assert row.errors == 0, load.failures(fault_at)
+    # WAIT 1 and min-replicas-to-write 1: the other replica acknowledges every write, so
+    # writes go on; any failure is a retryable 503 (a busy machine's late WAIT).
     assert ha.primary() == primary
+    assert_only_retryable(load, fault_at)
     assert_exact(row, load, fault_at)
