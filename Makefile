@@ -11,7 +11,7 @@ USERS ?= 50
 SPAWN_RATE ?= 10
 DURATION ?= 30s
 
-.PHONY: help install test test-fast test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format docs dashboards load up down logs ps
+.PHONY: help install test test-fast test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format docs dashboards slo load up down logs ps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,9 @@ docs: install ## write the README's settings tables and .env.example from the de
 
 dashboards: install ## regenerate ops/grafana/dashboards/*.json from ops/grafana/dashboards.py
 	$(UV) run --frozen python ops/grafana/dashboards.py
+
+slo: install ## regenerate ops/prometheus/rules/slo.yml and its tests from ops/prometheus/slo.py
+	$(UV) run --frozen python ops/prometheus/slo.py
 
 load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); reports in loadtest/reports/
 	mkdir -p loadtest/reports

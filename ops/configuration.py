@@ -56,6 +56,13 @@ COMPOSE_VARIABLES = (
     ComposeVariable("PROMETHEUS_PORT", "9090", "Prometheus's UI on the host's loopback"),
     ComposeVariable("GRAFANA_PORT", "3000", "Grafana's UI on the host's loopback"),
     ComposeVariable("PROMETHEUS_RETENTION", "15d", "how long Prometheus keeps samples"),
+    ComposeVariable("ALERTMANAGER_PORT", "9093", "Alertmanager's UI on the host's loopback"),
+    ComposeVariable(
+        "ALERTMANAGER_EMAIL_TO", "", "where alert email goes (with the SMTP password's secret)"
+    ),
+    ComposeVariable("ALERTMANAGER_EMAIL_FROM", "", "alert email's sender; unset: the `to` address"),
+    ComposeVariable("ALERTMANAGER_SMTP_SMARTHOST", "", "the SMTP server as `host:port`"),
+    ComposeVariable("ALERTMANAGER_SMTP_USERNAME", "", "the SMTP login; unset: the `to` address"),
     ComposeVariable("LOCUST_PORT", "8089", "Locust's UI on the host's loopback"),
     ComposeVariable("LOCUST_HEADLESS", "false", "`true`: run without the UI and exit"),
     ComposeVariable("LOCUST_USERS", "50", "simulated users"),
@@ -108,7 +115,10 @@ def readme_table() -> str:
         "| variable | default | meaning |",
         "| --- | --- | --- |",
     ]
-    rows += [f"| `{v.name}` | `{v.default}` | {v.help} |" for v in COMPOSE_VARIABLES]
+    rows += [
+        f"| `{v.name}` | {f'`{v.default}`' if v.default else 'none'} | {v.help} |"
+        for v in COMPOSE_VARIABLES
+    ]
     rows.append(TABLE_END)
     return "\n".join(rows)
 

@@ -52,10 +52,21 @@ def app_image() -> str:
 
 
 def run(
-    *args: str, check: bool = True, timeout: float = 300, env: dict[str, str] | None = None
+    *args: str,
+    check: bool = True,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, check=False
+        args,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        check=False,
+        input=input,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr}")

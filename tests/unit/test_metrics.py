@@ -1,4 +1,4 @@
-"""Metrics: RED per route template, visits, build info, OpenMetrics on request."""
+"""Metrics: RED per route template, visits, build info, process and GC, OpenMetrics on request."""
 
 from __future__ import annotations
 
@@ -82,6 +82,17 @@ async def test_build_info_names_version_and_replica(client: Client) -> None:
     info = [labels for name, labels in samples if name == "tally_build_info"]
     assert dict(info[0])["replica"] == "replica-1"
     assert "version" in dict(info[0])
+
+
+async def test_the_app_exports_its_own_process_and_gc_metrics(client: Client) -> None:
+    names = {name for name, _ in await scrape(client)}
+    assert {
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "python_gc_collections_total",
+        "python_info",
+    } <= names
 
 
 async def test_in_flight_is_back_to_zero_after_requests(client: Client) -> None:
