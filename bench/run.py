@@ -38,12 +38,10 @@ HA_SERVICES = ("redis", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "senti
 # Seconds a read of the counter is retried with its one Idempotency-Key.
 READ_RETRY = 15.0
 sys.path[:0] = [str(ROOT), str(ROOT / "loadtest")]
-from service import __version__  # noqa: E402
+from ops.configuration import app_image  # noqa: E402
 from stack_client import free_port, read_count  # noqa: E402
 
-# compose.yaml's image name, from the same variables and defaults.
-_IMAGE_NAME = os.environ.get("TALLY_IMAGE") or "tally-app"
-APP_IMAGE = f"{_IMAGE_NAME}:{os.environ.get('TALLY_VERSION') or __version__}"
+APP_IMAGE = app_image(os.environ)
 
 
 @dataclass
