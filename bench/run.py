@@ -1,17 +1,19 @@
 """make bench: tally with everything on against bare Quart and Flask baselines.
 
-Five variants, each 3 replicas behind nginx: tally; tally-lean (tracing off, no access
-line: what those two cost); bare Quart + Hypercorn with the exactly-once script and with
-a plain INCR (bench/bare.py: the framework's own baseline, and the script's cost); Flask
-on gunicorn with a plain INCR. Peak throughput from wrk (a closed loop) at 32 and 128
-connections; then latency at a fixed offered load, half of Flask's peak in this run, from
-an open loop (bench/openloop.py: latency from each request's scheduled send time). Every
-variant is built and measured in this one run (the machine is noisy and drifts, so only
-ratios within a run mean anything): all are up side by side and their runs take turns,
-the others paused while one is loaded. Medians of BENCH_RUNS (3) runs of BENCH_SECONDS
-(10). Prints one table and the ratios, and writes them to bench/results/latest.md.
-`--soak` (make soak) instead loads tally for SOAK_SECONDS (300), reads each replica's RSS
-every 30 s, and writes the series and the growth to bench/results/soak.md.
+Six variants, each 3 replicas behind nginx: tally; tally-lean (tracing off, no access
+line: what those two cost); tally-ha (compose.ha.yaml: Sentinel and a WAIT for one
+replica after each increment, what high availability costs); bare Quart + Hypercorn
+with the exactly-once script and with a plain INCR (bench/bare.py: the framework's own
+baseline, and the script's cost); Flask on gunicorn with a plain INCR. Peak throughput
+from wrk (a closed loop) at 32 and 128 connections; then latency at a fixed offered
+load, half of Flask's peak in this run, from an open loop (bench/openloop.py: latency
+from each request's scheduled send time). Every variant is built and measured in this
+one run (the machine is noisy and drifts, so only ratios within a run mean anything):
+all are up side by side and their runs take turns, the others paused while one is
+loaded. Medians of BENCH_RUNS (3) runs of BENCH_SECONDS (10). Prints one table and the
+ratios, and writes them to bench/results/latest.md. `--soak` (make soak) instead loads
+tally for SOAK_SECONDS (300), reads each replica's RSS every 30 s, and writes the
+series and the growth to bench/results/soak.md.
 """
 
 from __future__ import annotations
@@ -34,14 +36,17 @@ CONNECTIONS = (32, 128)
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SERVICES = ("redis", "app", "nginx")
+# compose.ha.yaml: a primary, two replicas, three Sentinels; WAIT 1 after each increment.
+HA_SERVICES = ("redis", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3",
+               "app", "nginx")  # fmt: skip
+# Seconds a read of the counter is retried with its one Idempotency-Key.
+READ_RETRY = 15.0
 sys.path[:0] = [str(ROOT), str(ROOT / "loadtest")]
 from bench import openloop  # noqa: E402
-from service import __version__  # noqa: E402
+from ops.configuration import app_image  # noqa: E402
 from stack_client import free_port, read_count  # noqa: E402
 
-# compose.yaml's image name, from the same variables and defaults.
-_IMAGE_NAME = os.environ.get("TALLY_IMAGE") or "tally-app"
-APP_IMAGE = f"{_IMAGE_NAME}:{os.environ.get('TALLY_VERSION') or __version__}"
+APP_IMAGE = app_image(os.environ)
 # The shipped sampling ratio, as compose.yaml defaults it, for the tally row's name.
 SAMPLE_RATIO = float(
     re.search(  # type: ignore[union-attr]
@@ -108,8 +113,10 @@ class Variant:
         files: list[str],
         tracing: bool,
         env: dict[str, str] | None = None,
+        services: tuple[str, ...] = SERVICES,
     ) -> None:
         self.name = name
+        self.services = services
         self.project = f"{PROJECT_PREFIX}-{slug}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -132,7 +139,7 @@ class Variant:
                "--network", f"{self.project}_backend", "--network-alias", "tempo",
                "-v", f"{ROOT}/tests/stack/otlp_receiver.py:/receiver.py:ro",
                APP_IMAGE, "python", "/receiver.py", "--discard")  # fmt: skip
-        self.compose("up", "-d", "--wait", "--no-deps", *SERVICES)
+        self.compose("up", "-d", "--wait", "--no-deps", *self.services)
 
     def down(self) -> None:
         sh("docker", "rm", "-f", f"{self.project}-otlp", check=False)
@@ -194,10 +201,11 @@ def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
         for variant in variants:
             variant.up()
             wrk(f"{variant.url}/count", 32, 3)  # warm up pools and caches
-            # Retried through a 503 on a busy machine (Redis past REDIS_TIMEOUT). Exactly once
-            # for tally; a plain INCR may count a timed-out attempt, which the check's slack
-            # for requests in flight covers.
-            start[variant] = read_count(variant.url, retry_for=30)
+            # Retried with one key: on tally-ha a 503 (no replica acknowledged in time on a
+            # busy machine) is the contract's retryable answer, and the read counts once; so
+            # is a busy machine's Redis past REDIS_TIMEOUT. A plain INCR may count a timed-out
+            # attempt, which the check's slack for requests in flight covers.
+            start[variant] = read_count(variant.url, retry_for=READ_RETRY)
             variant.frozen(True)
         closed: dict[Variant, dict[int, list[WrkRun]]] = {v: {} for v in variants}
         fixed: dict[Variant, list[openloop.OpenLoopRun]] = {v: [] for v in variants}
@@ -233,7 +241,7 @@ def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
             completed += sum(r.ok for r in fixed[variant])
             in_flight_bound = 32 + 2 * sum(CONNECTIONS) * RUNS + 32 * RUNS
             in_flight_bound += sum(r.errors for r in fixed[variant])
-            delta = read_count(variant.url, retry_for=30) - start[variant] - 1
+            delta = read_count(variant.url, retry_for=READ_RETRY) - start[variant] - 1
             exact = completed <= delta <= completed + in_flight_bound
             check = f"{'ok' if exact else 'MISMATCH'} ({delta - completed:+d})"
             results[variant] = Measured(closed[variant], fixed[variant], check, variant.rss_mib())
@@ -305,6 +313,14 @@ def main() -> None:
             False,
             {"OTEL_SDK_DISABLED": "true", "LOG_LEVEL": "WARNING"},
         ),
+        # tally on the HA topology: what Sentinel discovery and the WAIT for a replica cost.
+        Variant(
+            "tally-ha (tally, Sentinel, WAIT 1 replica)",
+            "ha",
+            ["compose.yaml", "compose.ha.yaml"],
+            True,
+            services=HA_SERVICES,
+        ),
         Variant(
             "bare Quart + Hypercorn, exactly-once",
             "bare-once",
@@ -326,7 +342,7 @@ def main() -> None:
             False,
         ),
     ]
-    _, lean, bare_once, bare, flask = variants
+    _, lean, ha, bare_once, bare, flask = variants
     results = measure(variants, pace=flask)
     rate = results[flask].fixed[0].rate
     header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
@@ -370,7 +386,8 @@ def main() -> None:
             f" tally / bare plain INCR {ratio(tally, bare, c)},"
             f" tally / bare exactly-once {ratio(tally, bare_once, c)},"
             f" tally-lean / bare plain INCR {ratio(lean, bare, c)},"
-            f" bare plain INCR / Flask {ratio(bare, flask, c)}"
+            f" bare plain INCR / Flask {ratio(bare, flask, c)},"
+            f" tally-ha / tally {ratio(ha, tally, c)}"
             for c in CONNECTIONS
         ),
         f"- p99 at {rate:,.0f} req/s (open loop): tally"
