@@ -220,7 +220,10 @@ def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
                         wrk(f"{variant.url}/count", connections, SECONDS)
                     )
                     variant.frozen(True)
-        rate = max(statistics.median(r.rps for r in closed[pace][c]) for c in CONNECTIONS) / 2
+        # At least 1 req/s: a short run on a saturated machine may see the pace serve nothing.
+        rate = max(
+            1.0, max(statistics.median(r.rps for r in closed[pace][c]) for c in CONNECTIONS) / 2
+        )
         for _ in range(RUNS):
             for variant in variants:
                 variant.frozen(False)
@@ -368,8 +371,11 @@ def main() -> None:
             str(sum(r.errors for r in fixed)), measured.check, rss,
         ])  # fmt: skip
 
-    def ratio(a: Variant, b: Variant, connections: int) -> str:
-        return f"{results[a].rps(connections) / results[b].rps(connections):.2f}"
+    def ratio(a: Variant, b: Variant, connections: int, of: int | None = None) -> str:
+        """a's req/s over b's (at `of` connections for b, when given); n/a when b served
+        nothing (a short run on a saturated machine)."""
+        below = results[b].rps(of or connections)
+        return f"{results[a].rps(connections) / below:.2f}" if below else "n/a"
 
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: GET /count through nginx,"
@@ -393,8 +399,7 @@ def main() -> None:
         f"- p99 at {rate:,.0f} req/s (open loop): tally"
         f" {results[tally].p99_at_fixed_load() * 1000:.1f} ms, Flask"
         f" {results[flask].p99_at_fixed_load() * 1000:.1f} ms",
-        f"- tally at 128 / at 32 connections:"
-        f" {results[tally].rps(128) / results[tally].rps(32):.2f}",
+        f"- tally at 128 / at 32 connections: {ratio(tally, tally, 128, of=32)}",
     ]
     text = "\n".join(lines) + "\n"
     RESULTS.write_text(text)
