@@ -63,16 +63,26 @@ def notified(stack: Stack, alertname: str, status: str, **labels: str) -> dict[s
     return None
 
 
+def running_replicas_healthy(stack: Stack) -> bool:
+    ids = [row["ID"] for row in stack.containers("app")]
+    states = run("docker", "inspect", "-f", "{{.State.Health.Status}}", *ids).stdout.split()
+    return all(state == "healthy" for state in states)
+
+
 @pytest.fixture
 def restore(stack: Stack) -> Iterator[None]:
-    """Other stack tests share this stack: bring every service back, whatever happened."""
+    """Other stack tests share this stack: bring every service back, whatever happened.
+    Requested before `traffic`, so it runs once the traffic has stopped; the replicas that
+    kept running may have missed probes on a busy machine, and `up --wait` gives up on a
+    container it finds unhealthy, so they get the time to pass one first."""
     yield
+    wait_until(lambda: running_replicas_healthy(stack), 120, "running replicas healthy", 1)
     stack.up()
     wait_until(lambda: len(stack.app_targets_up()) == 3, 60, "3 app targets up again")
 
 
 def test_a_killed_replica_notifies_replica_down_without_all_down(
-    stack: Stack, traffic: None, restore: None
+    stack: Stack, restore: None, traffic: None
 ) -> None:
     wait_until(lambda: len(stack.app_targets_up()) == 3, 60, "3 app targets up in Prometheus")
     victim = stack.containers("app")[0]["ID"]
@@ -92,7 +102,7 @@ def test_a_killed_replica_notifies_replica_down_without_all_down(
 
 
 def test_redis_stopped_pages_redis_down_and_the_availability_burn_then_both_resolve(
-    stack: Stack, traffic: None, restore: None
+    stack: Stack, restore: None, traffic: None
 ) -> None:
     page = {"severity": "page", "window": "1h"}
     wait_until(lambda: stack.query('redis_up{job="redis"} == 1'), 60, "redis_up == 1")
