@@ -34,9 +34,14 @@ def healthy_stack(stack: Stack) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def redis_timeout_ms(stack: Stack) -> float:
-    """The replicas' REDIS_TIMEOUT as compose resolves it for this stack."""
-    config = json.loads(stack.compose("config", "--format", "json", "app").stdout)
-    return float(config["services"]["app"]["environment"]["REDIS_TIMEOUT"]) * 1000
+    """The Redis timeout the replicas run with, as each says in its start line."""
+
+    def announced() -> set[float] | None:
+        records = (json.loads(line) for line in stack.app_log_lines() if line.startswith("{"))
+        return {r["redis_timeout"] for r in records if r.get("event") == "starting"} or None
+
+    [seconds] = wait_until(announced, 30, "the replicas' start lines")
+    return seconds * 1000
 
 
 def container(stack: Stack, service: str) -> str:

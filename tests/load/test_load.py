@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 from checks import CHECK_OPTIONS
 from stack_client import free_port
 from tests.compose_stack import Stack
+from tests.readme import commands_of
 from tests.support import ROOT, run, wait_until
 
 # Locust measures latency on the client, which shares this machine's cores with the
@@ -127,3 +130,34 @@ def test_a_distributed_run_in_compose_passes_the_same_checks(stack: Stack) -> No
     assert "result: PASS" in result.stdout
     assert "workers reported: 2" in result.stdout
     assert_server_p99_within_limit(stack, since, requests_made(result.stdout))
+
+
+def test_the_readmes_headless_compose_run_returns_with_the_masters_exit_code() -> None:
+    [shown] = [
+        shown for shown in commands_of("docker", "compose") if "--exit-code-from" in shown.words
+    ]
+    project = f"tally-test-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        # A project and host ports of its own; the limit raised as the README says for load
+        # tests; fewer users than the default, for a machine shared with other runs.
+        "COMPOSE_PROJECT_NAME": project, "HTTP_PORT": str(free_port()),
+        "LOCUST_PORT": str(free_port()), "NGINX_RATE_LIMIT": "100000r/s",
+        "NGINX_RATE_BURST": "100000", "LOCUST_USERS": "10", "LOCUST_SPAWN_RATE": "10",
+        **NO_CLIENT_P99,
+    }  # fmt: skip
+    try:
+        # bash runs a lone command in its own place, so a timeout stops compose itself.
+        result = subprocess.run(
+            ["bash", "-c", shown.command], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=900, check=False,
+        )  # fmt: skip
+        rows = run("docker", "compose", "ps", "-a", "--format", "json", "locust-master", env=env)
+        master = json.loads(rows.stdout.splitlines()[0])
+    except subprocess.TimeoutExpired as expired:
+        pytest.fail(f"{shown.command} did not return:\n{str(expired.stdout)[-3000:]}")
+    finally:
+        run("docker", "compose", "--profile", "loadtest", "down", "-v", "--remove-orphans",
+            env=env, check=False)  # fmt: skip
+    assert re.search(r"result: (PASS|FAIL)", result.stdout), result.stdout[-3000:]
+    assert result.returncode == master["ExitCode"], result.stdout[-3000:]

@@ -165,7 +165,9 @@ def test_a_slowloris_client_is_cut_off_by_the_header_timeout(stack: Stack) -> No
 
     line = wait_until(logged, 15, "nginx's access line for the slowloris request")
     assert line["status"] == 408
-    assert timeout <= line["request_time"] < 1.5 * timeout
+    # nginx starts the timer at accept, before the request's own clock, and lets a timer
+    # fire up to 300 ms early (NGX_TIMER_LAZY_DELAY): 9.995 s was seen for 10 s.
+    assert 0.9 * timeout <= line["request_time"] < 1.5 * timeout
 
 
 def test_security_headers_and_no_version_disclosed(stack: Stack) -> None:
