@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import sys
+import threading
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,6 +19,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+# The server answers on many threads: a lock keeps each line whole, one write each
+# (print's text and newline are two writes, and two threads' lines could mix).
+_OUTPUT = threading.Lock()
+
+
+def emit(line: str) -> None:
+    with _OUTPUT:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def attribute_values(attributes: Iterable[KeyValue]) -> dict[str, object]:
@@ -61,7 +72,7 @@ class Receiver(BaseHTTPRequestHandler):
                         "resource": resource,
                         "attributes": attribute_values(span.attributes),
                     }
-                    print(json.dumps(line), flush=True)
+                    emit(json.dumps(line))
         payload = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
