@@ -20,16 +20,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-# The server answers on many threads: a lock keeps each line whole, one write each
-# (print's text and newline are two writes, and two threads' lines could mix).
-_OUTPUT = threading.Lock()
-
-
-def emit(line: str) -> None:
-    with _OUTPUT:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
 
 def attribute_values(attributes: Iterable[KeyValue]) -> dict[str, object]:
     values: dict[str, object] = {}
@@ -72,7 +62,11 @@ class Receiver(BaseHTTPRequestHandler):
                         "resource": resource,
                         "attributes": attribute_values(span.attributes),
                     }
-                    emit(json.dumps(line))
+                    # One write under the lock: print's text and its newline are two
+                    # writes, and the replicas' exports arrive on threads side by side.
+                    with OUTPUT:
+                        sys.stdout.write(json.dumps(line) + "\n")
+                        sys.stdout.flush()
         payload = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -85,6 +79,7 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 DISCARD = "--discard" in sys.argv
+OUTPUT = threading.Lock()
 
 if __name__ == "__main__":
     ThreadingHTTPServer(("0.0.0.0", 4318), Receiver).serve_forever()  # noqa: S104
