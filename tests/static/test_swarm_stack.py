@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any
 
 import pytest
@@ -31,7 +32,7 @@ SERVICES: dict[str, dict[str, Any]] = CONFIG["services"]
 
 
 def test_stack_files_are_rendered_from_the_current_compose_files() -> None:
-    result = run("uv", "run", "--frozen", "python", "ops/swarm/render.py", "--check", check=False)
+    result = run(sys.executable, "ops/swarm/render.py", "--check", check=False)
     assert result.returncode == 0, result.stderr
 
 

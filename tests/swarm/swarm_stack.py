@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
@@ -79,7 +80,7 @@ class SwarmStack:
 
     def start(self) -> None:
         run("docker", "compose", "build", "app", env=self.env)
-        run("uv", "run", "--frozen", "python", "ops/swarm/secrets.py", env=self.env)
+        run(sys.executable, "ops/swarm/secrets.py", env=self.env)
         self.deploy()
 
     def deploy(self) -> None:
@@ -128,7 +129,7 @@ class SwarmStack:
         ).stdout.split()
         if volumes:
             run("docker", "volume", "rm", *volumes, check=False)
-        run("uv", "run", "--frozen", "python", "ops/swarm/secrets.py", "--remove", env=self.env)
+        run(sys.executable, "ops/swarm/secrets.py", "--remove", env=self.env)
         if self.extra_images:
             run("docker", "rmi", *self.extra_images, check=False)
 
