@@ -20,7 +20,7 @@ ifdef REGISTRY
 export TALLY_IMAGE := $(REGISTRY)/tally-app
 endif
 
-.PHONY: help install test test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format dashboards load up down logs ps \
+.PHONY: help install test test-fast test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format docs dashboards slo load up down logs ps \
 	test-swarm swarm-stack swarm-secrets swarm-up swarm-down push
 
 help: ## list the targets
@@ -30,53 +30,61 @@ install: ## install the locked Python dependencies into .venv (installs uv if mi
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 
-test: install install-browser lint ## every tier: lint, unit, integration, static, stack, browser, load, faults, swarm
+test: install lint ## every tier (what CI runs): lint, unit, integration, static, stack, browser, load, faults, swarm
 	$(PYTEST) tests/unit tests/integration tests/static tests/stack tests/browser tests/load tests/faults tests/swarm
+
+test-fast: install lint ## lint, unit and static: no stack, a couple of minutes
+	$(PYTEST) -m "unit or static"
 
 install-browser: ## Debian's Chromium for the browser tests (apt, as root), when missing
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 
 test-unit: install ## unit tests only (no Docker needed)
-	$(PYTEST) tests/unit
+	$(PYTEST) -m unit
 
 test-integration: install ## the app against a real Redis in Docker
-	$(PYTEST) tests/integration
+	$(PYTEST) -m integration
 
 test-static: install ## config checks: compose, nginx -t, promtool, dashboards
-	$(PYTEST) tests/static
+	$(PYTEST) -m static
 
 test-stack: install ## the compose stack end to end
-	$(PYTEST) tests/stack
+	$(PYTEST) -m stack
 
 test-faults: install ## faults under load (replica killed, restarts, Redis killed/paused, nginx reload)
-	$(PYTEST) tests/faults
+	$(PYTEST) -m faults
 
 test-swarm: install ## the stack on a single-node Docker Swarm: scale, rolling update, rollback
-	$(PYTEST) tests/swarm
+	$(PYTEST) -m swarm
 
 reliability: test-faults ## run the faults and print their table (recorded in docs/RELIABILITY.md)
 
-test-browser: install install-browser ## the pages in headless Chromium through nginx
-	$(PYTEST) tests/browser
+test-browser: install ## the pages in headless Chromium through nginx (installs it when missing)
+	$(PYTEST) -m browser
 
-screenshots: install install-browser ## regenerate the README's screenshots in docs/img/
+screenshots: install ## regenerate the README's screenshots in docs/img/
 	SCREENSHOTS_DIR=$(CURDIR)/docs/img $(PYTEST) tests/browser
 
 test-load: install ## the Locust suite against the stack, and proof that its checks can fail
-	$(PYTEST) tests/load
+	$(PYTEST) -m load
 
 lint: install ## ruff and mypy --strict
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy service
-	$(UV) run --frozen mypy --strict ops/swarm tests/swarm
+	$(UV) run --frozen mypy service tests bench loadtest ops
 
 format: install ## apply ruff's formatting and fixes
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
+docs: install ## write the README's settings tables and .env.example from the declarations
+	$(UV) run --frozen python ops/configuration.py
+
 dashboards: install ## regenerate ops/grafana/dashboards/*.json from ops/grafana/dashboards.py
 	$(UV) run --frozen python ops/grafana/dashboards.py
+
+slo: install ## regenerate ops/prometheus/rules/slo.yml and its tests from ops/prometheus/slo.py
+	$(UV) run --frozen python ops/prometheus/slo.py
 
 load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); reports in loadtest/reports/
 	mkdir -p loadtest/reports

@@ -13,16 +13,13 @@ soak) instead loads tally for SOAK_SECONDS (300), reads each replica's RSS every
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +30,9 @@ CONNECTIONS = (32, 128)
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SERVICES = ("redis", "app", "nginx")
-UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "loadtest")]
 from service import __version__  # noqa: E402
+from stack_client import free_port, read_count  # noqa: E402
 
 # compose.yaml's image name, from the same variables and defaults.
 _IMAGE_NAME = os.environ.get("TALLY_IMAGE") or "tally-app"
@@ -58,16 +55,16 @@ def sh(*args: str, env: dict[str, str] | None = None, check: bool = True) -> str
     return result.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def quantity(text: str, units: dict[str, float]) -> float:
+    """A number with one of `units` after it ("1.5ms", "12MiB"), in the unit worth 1."""
+    match = re.fullmatch(r"([\d.]+)([A-Za-z]+)", text)
+    if match is None or match.group(2) not in units:
+        sys.exit(f"bench: cannot read {text!r} (units: {', '.join(units)})")
+    return float(match.group(1)) * units[match.group(2)]
 
 
 def seconds(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(number) * UNITS[unit]
+    return quantity(text, {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0})
 
 
 def wrk(url: str, connections: int, duration: int) -> WrkRun:
@@ -86,13 +83,6 @@ def wrk(url: str, connections: int, duration: int) -> WrkRun:
         p99=seconds(percentiles["99"]),
         errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
     )
-
-
-def read_count(url: str) -> int:
-    # Our own stack's loopback address: no file: or custom schemes reach here.
-    request = urllib.request.Request(f"{url}/count", headers={"Accept": "application/json"})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        return int(json.load(response)["count"])
 
 
 class Variant:
@@ -144,8 +134,7 @@ class Variant:
 
 
 def mib(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(B|KiB|MiB|GiB)", text).groups()  # type: ignore[union-attr]
-    return float(number) * {"B": 2**-20, "KiB": 2**-10, "MiB": 1, "GiB": 1024}[unit]
+    return quantity(text, {"B": 2**-20, "KiB": 2**-10, "MiB": 1, "GiB": 1024})
 
 
 def measure(variants: list[Variant]) -> list[list[str]]:

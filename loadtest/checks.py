@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypedDict
+
+# The checks' limits, each a Locust option --<name> and environment variable TALLY_<NAME>:
+# type, default, meaning.
+CHECK_OPTIONS: dict[str, tuple[type[int] | type[float], float, str]] = {
+    "replicas": (int, 3, "replicas expected to serve"),
+    "balance_tolerance": (float, 0.10, "allowed deviation from an even share, relative"),
+    "max_failure_ratio": (float, 0.0, "allowed share of failed requests"),
+    "max_p99_ms": (float, 500.0, "allowed p99 latency in ms"),
+}
+
+
+class Message(TypedDict):
+    """Observations as a worker sends them to the master."""
+
+    values: list[int]
+    served_by: dict[str, int]
+    increments: int
 
 
 @dataclass
@@ -20,7 +39,7 @@ class Observations:
         self.served_by.update(other.served_by)
         self.increments += other.increments
 
-    def to_message(self) -> dict[str, object]:
+    def to_message(self) -> Message:
         return {
             "values": self.values,
             "served_by": dict(self.served_by),
@@ -28,11 +47,11 @@ class Observations:
         }
 
     @classmethod
-    def from_message(cls, data: dict[str, object]) -> Observations:
+    def from_message(cls, data: Message) -> Observations:
         return cls(
-            values=list(data["values"]),  # type: ignore[call-overload]
-            served_by=Counter(data["served_by"]),  # type: ignore[arg-type]
-            increments=int(data["increments"]),  # type: ignore[call-overload]
+            values=list(data["values"]),
+            served_by=Counter(data["served_by"]),
+            increments=data["increments"],
         )
 
 
@@ -67,19 +86,29 @@ def atomicity(seen: Observations, initial: int, final: int) -> Verdict:
     return Verdict("atomicity", not problems, detail)
 
 
+def balance_band(total: int, replicas: int, tolerance: float) -> float:
+    """How far from an even share one replica's count may be: `tolerance` of it (relative),
+    or, when wider, four standard deviations of a fair random split of `total` responses.
+    The band follows the run's own size: a short run on a slow machine, with few
+    responses, is not held to a spread only a long one can show."""
+    share = 1 / replicas
+    return max(tolerance * total * share, 4 * math.sqrt(total * share * (1 - share)))
+
+
 def balancing(served_by: Counter[str], replicas: int, tolerance: float) -> Verdict:
-    """Each of `replicas` replicas serves an even share, within `tolerance` (relative)."""
+    """Each of `replicas` replicas serves an even share, within balance_band."""
     total = sum(served_by.values())
     if total == 0:
         return Verdict("balancing", False, "no responses")
     even = total / replicas
+    band = balance_band(total, replicas, tolerance)
     shares = ", ".join(f"{name} {n / total:.1%}" for name, n in sorted(served_by.items()))
     problems = []
     if len(served_by) != replicas:
         problems.append(f"{len(served_by)} replicas served, expected {replicas}")
-    uneven = [name for name, n in served_by.items() if abs(n - even) > tolerance * even]
+    uneven = [name for name, n in served_by.items() if abs(n - even) > band]
     if uneven:
-        problems.append(f"outside ±{tolerance:.0%} of even: {', '.join(sorted(uneven))}")
+        problems.append(f"outside ±{band / even:.0%} of even: {', '.join(sorted(uneven))}")
     return Verdict("balancing", not problems, "; ".join([*problems, shares]))
 
 

@@ -7,22 +7,27 @@ mode each worker sends what it saw to the master, which checks the union.
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.request
 from typing import Any
 
-import gevent
-from checks import Observations, Verdict, atomicity, balancing, errors_and_latency, failed
 from locust import FastHttpUser, between, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from checks import (
+    CHECK_OPTIONS,
+    Observations,
+    Verdict,
+    atomicity,
+    balancing,
+    errors_and_latency,
+    failed,
+)
+from stack_client import BROWSER, JSON, read_count
+
 MESSAGE = "tally_observations"
 COUNT_IN_PAGE = re.compile(r"<output>(\d+)</output>")
-JSON = {"Accept": "application/json"}
-BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
 seen = Observations()  # this process's users; merged on the master
 bounds: dict[str, int] = {}
@@ -34,22 +39,11 @@ def add_arguments(parser: Any) -> None:
     # mid-flight may have counted on the server without the run seeing its answer.
     parser.set_defaults(stop_timeout=10)
     group = parser.add_argument_group("tally checks")
-    group.add_argument(
-        "--replicas", type=int, default=3, env_var="TALLY_REPLICAS",
-        help="replicas expected to serve (default 3)",
-    )  # fmt: skip
-    group.add_argument(
-        "--balance-tolerance", type=float, default=0.10, env_var="TALLY_BALANCE_TOLERANCE",
-        help="allowed deviation from an even share, relative (default 0.10)",
-    )  # fmt: skip
-    group.add_argument(
-        "--max-failure-ratio", type=float, default=0.0, env_var="TALLY_MAX_FAILURE_RATIO",
-        help="allowed share of failed requests (default 0)",
-    )  # fmt: skip
-    group.add_argument(
-        "--max-p99-ms", type=float, default=500.0, env_var="TALLY_MAX_P99_MS",
-        help="allowed p99 latency in ms (default 500)",
-    )  # fmt: skip
+    for name, (kind, default, meaning) in CHECK_OPTIONS.items():
+        group.add_argument(
+            "--" + name.replace("_", "-"), type=kind, default=default,
+            env_var=f"TALLY_{name.upper()}", help=f"{meaning} (default {default})",
+        )  # fmt: skip
 
 
 def record(response: Any, value: int) -> None:
@@ -92,13 +86,6 @@ class ApiClient(FastHttpUser):
             record(response, value)
 
 
-def read_count(host: str) -> int:
-    # Our own stack's address, from --host: no file: or custom schemes reach here.
-    request = urllib.request.Request(f"{host.rstrip('/')}/count", headers=JSON)  # noqa: S310
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        return int(json.load(response)["count"])
-
-
 @events.init.add_listener
 def on_init(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
@@ -123,7 +110,8 @@ def on_start(environment: Environment, **_: Any) -> None:
 def on_stop(environment: Environment, **_: Any) -> None:
     # Fires on each process once its own users have stopped (gracefully, see stop_timeout).
     if isinstance(environment.runner, WorkerRunner):
-        environment.runner.send_message(MESSAGE, seen.to_message())
+        # A plain dict: send_message is typed for dict[str, Any], which no TypedDict is.
+        environment.runner.send_message(MESSAGE, dict(seen.to_message()))
 
 
 @events.quitting.add_listener
@@ -136,9 +124,10 @@ def on_quitting(environment: Environment, **_: Any) -> None:
     # so the final read waits until every worker has sent what it saw.
     deadline = time.monotonic() + 30
     while bounds.get("reports", 0) < bounds["workers"] and time.monotonic() < deadline:
-        gevent.sleep(0.1)
+        time.sleep(0.1)  # Locust patched time.sleep into gevent's: messages keep arriving
     final = read_count(environment.host or "")
     options = environment.parsed_options
+    assert options is not None, "the checks read their limits from Locust's options"
     total = environment.stats.total
     verdicts = [
         atomicity(seen, bounds["initial"], final),

@@ -10,7 +10,7 @@ from opentelemetry.trace import Tracer
 from quart import Quart
 from werkzeug.exceptions import BadRequest
 
-from service import __version__, middleware, routes
+from service import __version__, middleware, request_id, routes
 from service.counter import Counter, Observer
 from service.logs import get_logger
 from service.metrics import Metrics
@@ -20,7 +20,7 @@ CounterFactory = Callable[[Settings, Observer, Tracer], Counter]
 
 
 class InvalidRequestId(BadRequest):
-    description = "Idempotency-Key / X-Request-ID must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+    description = request_id.RULE
 
 
 def create_app(
@@ -35,7 +35,6 @@ def create_app(
     tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("tally", __version__)
     app.extensions["settings"] = settings
     app.extensions["metrics"] = metrics
-    app.extensions["links"] = routes.DashboardLinks(settings.grafana_url, settings.prometheus_url)
     app.register_blueprint(routes.bp)
 
     @app.before_serving

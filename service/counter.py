@@ -15,6 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from service.request_id import record_key
 from service.settings import Settings
 
 # INCR and remembering its result under the request id happen in one atomic
@@ -116,7 +117,7 @@ class Counter:
             return Increment(int(value), replayed=False)
         value, replayed = await self._call(
             "evalsha",
-            self._script(keys=[self._key, f"{self._key}:request:{request_id}"], args=[self._ttl]),
+            self._script(keys=[self._key, record_key(self._key, request_id)], args=[self._ttl]),
         )
         return Increment(int(value), replayed=bool(replayed))
 

@@ -1,10 +1,20 @@
-"""Prometheus metrics of one replica: RED per route, Redis calls, visits, build info."""
+"""Prometheus metrics of one replica: RED per route, Redis calls, visits, build info, and the
+process's own resources (memory, CPU, file descriptors, garbage collection)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.exposition import choose_encoder
 
 from service.counter import REDIS_OPERATIONS
@@ -20,6 +30,12 @@ class Metrics:
         # One process per container, so a plain registry per app: no multiprocess
         # mode, and tests can build as many apps as they like side by side.
         self.registry = CollectorRegistry(auto_describe=True)
+        # prometheus-client's standard collectors register on its global registry, which
+        # this app does not expose: these put RSS, CPU seconds, open fds and GC per
+        # replica on its own /metrics.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.requests = Counter(
             "http_requests",
             "HTTP requests answered, by route template, method and status code.",

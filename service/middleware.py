@@ -10,7 +10,6 @@ context variable set here is seen by the tasks Quart starts for the request.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
 from contextvars import ContextVar
@@ -32,10 +31,8 @@ from werkzeug.routing import Map
 
 from service.logs import REQUEST_ID, span_ids
 from service.metrics import Metrics
+from service.request_id import ACCEPTED, HEADER_ASGI
 
-# nginx's $request_id is 32 hex characters; UUIDs and ULIDs fit too. Anything
-# else (long, binary, spaces) is refused before it can reach a Redis key.
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 # Sent when no response was started: the client went away first (nginx's convention).
 CLIENT_CLOSED = 499
 
@@ -98,11 +95,11 @@ class Observed:
         route = self.route(scope["path"])
         incoming = traceparent = None
         for name, value in scope["headers"]:  # ASGI header names are lower case
-            if name == b"x-request-id" and incoming is None:  # the first one, as werkzeug reads it
+            if name == HEADER_ASGI and incoming is None:  # the first one, as werkzeug reads it
                 incoming = value
             elif name == b"traceparent":
                 traceparent = value
-        if incoming is not None and _REQUEST_ID.fullmatch(incoming):
+        if incoming is not None and ACCEPTED.fullmatch(incoming):
             exchange = Exchange(incoming.decode("ascii"), idempotent=True, bad_request_id=False)
         else:
             exchange = Exchange(secrets.token_hex(16), False, bad_request_id=incoming is not None)
@@ -122,7 +119,7 @@ class Observed:
         trace_token = context.attach(trace.set_span_in_context(span, parent))
         exchange_token = _current.set(exchange)
         request_id_token = REQUEST_ID.set(exchange.request_id)
-        headers = (self._served_by, (b"x-request-id", exchange.request_id.encode()))
+        headers = (self._served_by, (HEADER_ASGI, exchange.request_id.encode()))
         status = CLIENT_CLOSED
         self._metrics.in_flight += 1
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from opentelemetry import trace
@@ -34,31 +31,6 @@ RETRY_AFTER_SECONDS = 1
 bp = Blueprint("tally", __name__)
 
 
-@dataclass
-class DashboardLinks:
-    """Links to Grafana and Prometheus for the pages, while the observability profile is up
-    (then the `prometheus` service name resolves on our network). Checked at most every 30 s."""
-
-    grafana_url: str
-    prometheus_url: str
-    probe_host: str = "prometheus"
-    _checked: float = field(default=-1e9, init=False)
-    _up: bool = field(default=False, init=False)
-
-    async def current(self) -> dict[str, str]:
-        if time.monotonic() - self._checked > 30:
-            self._checked = time.monotonic()
-            try:
-                async with asyncio.timeout(0.5):
-                    await asyncio.get_running_loop().getaddrinfo(self.probe_host, None)
-                self._up = True
-            except (OSError, TimeoutError):
-                self._up = False
-        if not self._up:
-            return {}
-        return {"Grafana": self.grafana_url, "Prometheus": self.prometheus_url}
-
-
 log = get_logger()
 
 
@@ -78,7 +50,7 @@ async def render(
     """One response in the negotiated format: a Jinja page, a JSON document or a line of text."""
     fmt = negotiate() if "Accept" in request.headers else "text"
     if fmt == "html":
-        links = await current_app.extensions["links"].current()
+        links = current_app.extensions["settings"].dashboard_links
         body = await render_template(template, links=links, **{"served_by": _replica(), **data})
     elif fmt == "json":
         body = json.dumps(data)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-from urllib.parse import urlsplit
+import logging
+from collections.abc import Sequence
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from service import __version__
 from service.logs import get_logger
@@ -16,19 +16,15 @@ from service.settings import Settings
 
 
 def tracer_provider(settings: Settings) -> TracerProvider | None:
-    """The SDK, exporting OTLP/HTTP in batches; None (tracing off, silently) without an endpoint.
+    """The SDK, exporting OTLP/HTTP in batches; None (tracing off) without an endpoint.
 
-    The SDK reads its own variables: the sampler (OTEL_TRACES_SAMPLER, _ARG),
-    the endpoint and headers of the exporter, the batch processor's limits.
+    Whether tracing is on is configuration, not a guess: an endpoint that does not
+    answer yet (the core stack's replicas point at Tempo, which only the observability
+    profile starts) is retried on every batch, so traces flow as soon as it is up,
+    however late that is. The SDK reads its own variables: the sampler
+    (OTEL_TRACES_SAMPLER, _ARG), the exporter's endpoint and headers, the batch limits.
     """
-    log = get_logger()
     if settings.otel_sdk_disabled or settings.otel_endpoint is None:
-        return None
-    host = urlsplit(settings.otel_endpoint).hostname
-    if host and not _resolves(host):
-        # compose points every replica at Tempo, which only the observability
-        # profile starts: without it, say so once instead of failing every export.
-        log.info("tracing_off", reason=f"{host} does not resolve", endpoint=settings.otel_endpoint)
         return None
     resource = Resource.create(
         {
@@ -38,14 +34,36 @@ def tracer_provider(settings: Settings) -> TracerProvider | None:
         }
     )
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    log.info("tracing_on", endpoint=settings.otel_endpoint)
+    exporter = ReportedExporter(OTLPSpanExporter(), settings.otel_endpoint)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    get_logger().info("tracing_on", endpoint=settings.otel_endpoint)
     return provider
 
 
-def _resolves(host: str) -> bool:
-    try:
-        socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return True
+class ReportedExporter(SpanExporter):
+    """Says once when spans stop reaching the endpoint and once when they reach it again,
+    instead of the exporter's own warning per retry and error per batch."""
+
+    def __init__(self, exporter: SpanExporter, endpoint: str) -> None:
+        self._exporter = exporter
+        self._endpoint = endpoint
+        self._delivering = True
+        logging.getLogger("opentelemetry.exporter.otlp").setLevel(logging.CRITICAL)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self._exporter.export(spans)
+        delivering = result is SpanExportResult.SUCCESS
+        if delivering != self._delivering:
+            self._delivering = delivering
+            log = get_logger()
+            if delivering:
+                log.info("traces_delivered", endpoint=self._endpoint)
+            else:
+                log.warning("traces_undelivered", endpoint=self._endpoint, dropped=len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._exporter.force_flush(timeout_millis)

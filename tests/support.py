@@ -1,26 +1,31 @@
-"""Shared test helpers: polling with a deadline, free ports, Docker, app processes."""
+"""Shared test helpers: polling with a deadline, commands, Docker, app processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
+
+from stack_client import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+def wait_until(
+    condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
+) -> T:
     """Poll `condition` until it returns a truthy value; fail naming `what` at the deadline."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -46,18 +51,22 @@ def app_image() -> str:
     return f"{name}:{os.environ.get('TALLY_VERSION') or __version__}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def run(
-    *args: str, check: bool = True, timeout: float = 300, env: dict[str, str] | None = None
+    *args: str,
+    check: bool = True,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, check=False
+        args,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        check=False,
+        input=input,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr}")
@@ -124,7 +133,16 @@ class AppProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        # Drained as it comes: a full pipe would stall the app, and tests read its lines.
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         wait_until(self._healthy, 20, f"the app on port {self.port} to be healthy")
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
 
     def _healthy(self) -> bool:
         if self.process.poll() is not None:
@@ -135,7 +153,23 @@ class AppProcess:
         self.process.send_signal(signal.SIGTERM)
 
     def output(self) -> str:
-        return self.process.stdout.read() if self.process.stdout else ""
+        """What the process wrote so far; all of it once it has exited."""
+        if self.process.poll() is not None:
+            self._reader.join(timeout=10)
+        return "\n".join(self.lines)
+
+    def access_line(self, request_id: str) -> dict[str, Any]:
+        """The app's own access line for the request `request_id` (LOG_LEVEL=INFO, JSON)."""
+
+        def find() -> dict[str, Any] | None:
+            for line in list(self.lines):
+                if line.startswith("{"):
+                    record: dict[str, Any] = json.loads(line)
+                    if record.get("event") == "request" and record["request_id"] == request_id:
+                        return record
+            return None
+
+        return wait_until(find, 10, f"the access line of request {request_id}")
 
     def stop(self) -> None:
         if self.process.poll() is None:

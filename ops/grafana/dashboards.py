@@ -6,12 +6,14 @@ checked-in JSON is this script's output (a static test fails when they drift).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).parent / "dashboards"
+SLO_GENERATOR = Path(__file__).parent.parent / "prometheus" / "slo.py"
 PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
 RATE = "$__rate_interval"
 REPLICA = 'replica=~"$replica"'
@@ -96,6 +98,22 @@ def dashboard(
     }
 
 
+def load_slos() -> Any:
+    """ops/prometheus/slo.py: the SLOs and windows are declared there, once."""
+    spec = importlib.util.spec_from_file_location("slo", SLO_GENERATOR)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def by_replica(expr: str) -> str:
+    """A per-target series labelled with its replica id (tally_build_info)."""
+    return f'{expr} * on (instance) group_left (replica) tally_build_info{{job="tally", {REPLICA}}}'
+
+
 replica_variable = {
     "name": "replica",
     "label": "Replica",
@@ -169,11 +187,7 @@ overview = dashboard(
         series(
             "In flight by replica",
             "Concurrent requests per replica.",
-            target(
-                'http_requests_in_flight{job="tally"} * on (instance) group_left (replica) '
-                f'tally_build_info{{job="tally", {REPLICA}}}',
-                "{{replica}}",
-            ),
+            target(by_replica('http_requests_in_flight{job="tally"}'), "{{replica}}"),
         ),
         panel(
             "heatmap",
@@ -194,6 +208,20 @@ overview = dashboard(
                 "yAxis": {"unit": "s"},
                 "exemplars": {"color": "rgba(255,0,255,0.7)"},
             },
+        ),
+        series(
+            "Memory (RSS) by replica",
+            "Each replica's resident memory (process_resident_memory_bytes).",
+            target(by_replica('process_resident_memory_bytes{job="tally"}'), "{{replica}}"),
+            unit="bytes",
+        ),
+        series(
+            "CPU by replica",
+            "Seconds of CPU per second; 1 is a whole core.",
+            target(
+                by_replica(f'rate(process_cpu_seconds_total{{job="tally"}}[{RATE}])'), "{{replica}}"
+            ),
+            unit="percentunit",
         ),
         series(
             "Redis call latency p99",
@@ -324,7 +352,69 @@ nginx = dashboard(
     ],
 )
 
-DASHBOARDS = {"overview.json": overview, "redis.json": redis, "nginx.json": nginx}
+
+def slo_panels(slo: Any, module: Any) -> list[Panel]:
+    name, label = slo.name.capitalize(), f'slo="{slo.name}"'
+    budget = f"(1 - slo:objective:ratio{{{label}}})"
+    period = f"{module.PERIOD_DAYS}d"
+    burn_windows = [w for w in module.RATIO_WINDOWS if w != period]
+    return [
+        stat(
+            f"{name}: error budget left ({period})",
+            f"Share of /count {slo.what}, objective {slo.objective:.1%}: 100% is untouched,"
+            " 0 spent, below 0 the SLO is missed.",
+            f"1 - {module.ratio(period)}{{{label}}} / on (slo) group_left () {budget}",
+            "percentunit",
+        ),
+        stat(
+            f"{name}: SLI ({period})",
+            f"Share of /count requests {slo.what} over the period.",
+            f"1 - {module.ratio(period)}{{{label}}}",
+            "percentunit",
+        ),
+        stat(
+            f"{name}: burn alerts firing",
+            "Pages and tickets of this SLO firing now (Alertmanager routes them).",
+            f'count(ALERTS{{alertstate="firing", {label}}}) or vector(0)',
+        ),
+        series(
+            f"{name}: burn rate by window",
+            "Error ratio over each window, in multiples of the budget's even spend: 1 spends"
+            f" the budget in exactly {period}; pages at {module.WINDOWS[0].burn_rate:g}x"
+            f" ({module.WINDOWS[0].long}).",
+            *(
+                target(
+                    f"{module.ratio(window)}{{{label}}} / on (slo) group_left () {budget}",
+                    window,
+                )
+                for window in burn_windows
+            ),
+        ),
+        series(
+            f"{name}: burn alerts",
+            "Pending and firing, by severity and long window.",
+            target(
+                f"count by (severity, window, alertstate) (ALERTS{{{label}}}) or vector(0)",
+                "{{severity}} {{window}} {{alertstate}}",
+            ),
+        ),
+    ]
+
+
+slos = load_slos()
+slo = dashboard(
+    "tally-slo",
+    "tally / SLOs",
+    "Error budget left, burn rate per window and the burn alerts of each SLO (docs/SLO.md).",
+    [p for s in slos.SLOS for p in slo_panels(s, slos)],
+)
+
+DASHBOARDS = {
+    "overview.json": overview,
+    "redis.json": redis,
+    "nginx.json": nginx,
+    "slo.json": slo,
+}
 
 
 def render(board: dict[str, Any]) -> str:

@@ -6,6 +6,24 @@ set -eu
 cd /secrets
 umask 077
 
+# `docker compose run --rm -T secrets NAME <file` stores one of Alertmanager's receiver
+# secrets (README "Alerts"), owned by Alertmanager's user; an empty file turns it off.
+if [ "$#" -gt 0 ]; then
+  case "$1" in
+    alertmanager_webhook_url | alertmanager_slack_api_url | alertmanager_smtp_password) ;;
+    *)
+      echo "secrets: '$1' is not a receiver secret" >&2
+      exit 64
+      ;;
+  esac
+  cat >"$1.new"
+  chmod 0400 "$1.new"
+  chown 65534:65534 "$1.new" # Alertmanager's user (nobody)
+  mv "$1.new" "$1"
+  echo "secrets: $1 written; docker compose restart alertmanager to apply"
+  exit 0
+fi
+
 make_password() {
   [ -s "$1" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$1"
 }

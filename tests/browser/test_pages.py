@@ -10,13 +10,14 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.compose_stack import Stack
 
-CHROMIUM = "/usr/bin/chromium"
+Scheme = Literal["light", "dark"]
 # This machine's network is closed: keep Chromium from reaching out at all.
 FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -25,9 +26,9 @@ FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def browser(chromium: Path) -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
         yield browser
         browser.close()
 
@@ -37,7 +38,7 @@ def shots(tmp_path: Path) -> Path:
     return Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
 
 
-def open_page(browser: Browser, stack: Stack, scheme: str = "light") -> tuple[Page, list[str]]:
+def open_page(browser: Browser, stack: Stack, scheme: Scheme = "light") -> tuple[Page, list[str]]:
     page = browser.new_page(color_scheme=scheme, viewport={"width": 900, "height": 600})
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
@@ -100,7 +101,7 @@ def luminance(rgb: str) -> float:
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_text_contrast_meets_wcag_aa(browser: Browser, stack: Stack, scheme: str) -> None:
+def test_text_contrast_meets_wcag_aa(browser: Browser, stack: Stack, scheme: Scheme) -> None:
     page, _ = open_page(browser, stack, scheme)
     page.goto(f"{stack.url}/count")
     pairs = page.evaluate(

@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 
 import httpx
 
-JSON = {"Accept": "application/json"}
+from stack_client import JSON, read_count
+from tests.support import wait_until
+
+# Seconds a read of the counter retries (with one key) while a fault lasts.
+READ_RETRY = 15.0
+# Attempts each side of a fault (8 connections, 6 rounds and more): the load runs until it
+# has made them, however slow the machine is at that moment.
+MIN_ATTEMPTS = 50
+# How long a load may take to make its attempts before it counts as stalled.
+STALLED = 60.0
 
 
 @dataclass
@@ -26,6 +35,7 @@ class Attempt:
     started: float
     latency: float
     status: int  # 0: the connection failed
+    request_id: str  # the Idempotency-Key, which nginx passes on as X-Request-ID
     retry_after: str | None
     served_by: str | None = None  # None: nginx answered itself (or nobody did)
 
@@ -54,18 +64,6 @@ HEADER = [
     "fault", "requests", "attempts", "errors", "lost", "double-counted",
     "recovery (s)", "max latency (s)", "req/s",
 ]  # fmt: skip
-
-
-def read_count(url: str) -> int:
-    """One /count, retried with the same Idempotency-Key until it answers 200 (at most 15 s)."""
-    key = {**JSON, "Idempotency-Key": uuid.uuid4().hex}
-    deadline = time.monotonic() + 15
-    while True:
-        response = httpx.get(f"{url}/count", headers=key, timeout=10)
-        if response.status_code == 200 or time.monotonic() > deadline:
-            value: int = response.json()["count"]
-            return value
-        time.sleep(0.1)
 
 
 def steady(url: str, rounds: int = 3, concurrency: int = 30) -> bool:
@@ -100,7 +98,7 @@ class Load:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()))
 
     def __enter__(self) -> Load:
-        self.start_count = read_count(self.url)
+        self.start_count = read_count(self.url, retry_for=READ_RETRY)
         self.started = time.monotonic()
         self._thread.start()
         return self
@@ -119,6 +117,22 @@ class Load:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.05)
+
+    def run_past(self, since: float, seconds: float, attempts: int = MIN_ATTEMPTS) -> None:
+        """Run `seconds` more, then on until `attempts` attempts have started since `since`:
+        a floor the load reaches by itself rather than a rate this machine must keep."""
+        self.run_for(seconds)
+        wait_until(
+            lambda: sum(1 for a in self.attempts if a.started >= since) >= attempts,
+            STALLED, f"{attempts} attempts since +{since - self.started:.1f}s",
+        )  # fmt: skip
+
+    def run_until_served(self, since: float) -> None:
+        """Run until an attempt started after `since` gets a 200: the service recovered."""
+        wait_until(
+            lambda: any(a.status == 200 and a.started > since for a in self.attempts),
+            STALLED, "a 200 after the fault was over",
+        )  # fmt: skip
 
     async def _run(self) -> None:
         limits = httpx.Limits(max_connections=self.concurrency)
@@ -141,7 +155,9 @@ class Load:
                 except httpx.TransportError:
                     status, retry_after, served_by = 0, None, None
                 self.attempts.append(
-                    Attempt(started, time.monotonic() - started, status, retry_after, served_by)
+                    Attempt(
+                        started, time.monotonic() - started, status, key, retry_after, served_by
+                    )
                 )
                 if status == 200:
                     self.acked[key] = response.json()["count"]
@@ -167,7 +183,7 @@ class Load:
 
     def row(self, fault: str, fault_at: float, end_count: int | None = None) -> Row:
         """Account for the run: `end_count` is read through the API unless given."""
-        end = read_count(self.url) if end_count is None else end_count
+        end = read_count(self.url, retry_for=READ_RETRY) if end_count is None else end_count
         values = list(self.acked.values())
         expected = self.start_count + len(values) + (1 if end_count is None else 0)
         duplicates = sum(n - 1 for n in Counter(values).values() if n > 1)

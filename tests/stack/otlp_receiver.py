@@ -10,22 +10,27 @@ from __future__ import annotations
 import gzip
 import json
 import sys
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 
-def attribute_values(attributes: object) -> dict[str, object]:
+def attribute_values(attributes: Iterable[KeyValue]) -> dict[str, object]:
     values: dict[str, object] = {}
-    for attribute in attributes:  # type: ignore[attr-defined]
+    for attribute in attributes:
         kind = attribute.value.WhichOneof("value")
-        value = getattr(attribute.value, kind) if kind else None
         if kind == "array_value":
-            value = [getattr(v, v.WhichOneof("value")) for v in value.values]
-        values[attribute.key] = value
+            values[attribute.key] = [
+                getattr(item, item.WhichOneof("value") or "string_value")
+                for item in attribute.value.array_value.values
+            ]
+        else:
+            values[attribute.key] = getattr(attribute.value, kind) if kind else None
     return values
 
 

@@ -2,33 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-
-import httpx
-import pytest
-
 from tests.compose_stack import Stack
 from tests.dashboards import panel_queries
 from tests.support import wait_until
-
-
-@pytest.fixture
-def traffic(stack: Stack) -> Iterator[None]:
-    """A steady trickle of /count through nginx while the test runs (bounded by the test)."""
-    stop = threading.Event()
-
-    def send() -> None:
-        with httpx.Client(timeout=5) as client:
-            while not stop.wait(0.02):
-                client.get(f"{stack.url}/count")
-                client.get(f"{stack.url}/")
-
-    sender = threading.Thread(target=send)
-    sender.start()
-    yield
-    stop.set()
-    sender.join()
 
 
 def test_each_replica_is_its_own_target_and_up(stack: Stack, traffic: None) -> None:

@@ -1,6 +1,7 @@
 """The compose stack from outside: balancing, exactly once, scaling, persistence, exposure.
 
-The persistence test restarts the stack, so it stays last in this module.
+Every test leaves the session's stack as `up` makes it; the persistence test, which
+takes a stack down, brings up one of its own.
 """
 
 from __future__ import annotations
@@ -8,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import uuid
 from collections import Counter
 
 import httpx
 import pytest
 
+from checks import balancing
+from stack_client import BROWSER, JSON
 from tests.compose_stack import Stack
 from tests.support import wait_until
-
-JSON = {"Accept": "application/json"}
-BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
 @pytest.mark.parametrize(
@@ -54,9 +55,9 @@ def test_300_sequential_counts_are_balanced_over_three_replicas(stack: Stack) ->
         served = Counter(
             client.get(f"{stack.url}/count").headers["X-Served-By"] for _ in range(300)
         )
-    assert len(served) == 3, served
-    for replica, n in served.items():
-        assert 90 <= n <= 110, f"{replica} served {n} of 300: {served}"
+    # The load test's own verdict: its band follows the number of responses.
+    verdict = balancing(served, replicas=3, tolerance=0.10)
+    assert verdict.passed, verdict
 
 
 def test_1000_counts_64_at_a_time_are_distinct_and_none_lost(stack: Stack) -> None:
@@ -68,8 +69,16 @@ def test_1000_counts_64_at_a_time_are_distinct_and_none_lost(stack: Stack) -> No
         async with httpx.AsyncClient(headers=JSON, limits=limits, timeout=10) as client:
 
             async def one() -> int:
+                # As the contract asks of a client: its own key, and a 503 (Redis slower
+                # than REDIS_TIMEOUT on a busy machine) retried with it, so none is lost
+                # or counted twice however slow the machine is.
+                key = {"Idempotency-Key": uuid.uuid4().hex}
                 async with gate:
-                    response = await client.get(f"{stack.url}/count")
+                    for _ in range(50):
+                        response = await client.get(f"{stack.url}/count", headers=key)
+                        if response.status_code != 503:
+                            break
+                        await asyncio.sleep(0.1)
                     response.raise_for_status()
                     value: int = response.json()["count"]
                     return value
@@ -83,11 +92,12 @@ def test_1000_counts_64_at_a_time_are_distinct_and_none_lost(stack: Stack) -> No
 
 
 def test_idempotency_key_through_nginx_counts_once(stack: Stack) -> None:
-    key = {"Idempotency-Key": "stack-test-key-1", **JSON}
+    request_id = f"stack-test-{uuid.uuid4().hex}"  # never used before, whatever ran first
+    key = {"Idempotency-Key": request_id, **JSON}
     first = httpx.get(f"{stack.url}/count", headers=key)
     again = httpx.get(f"{stack.url}/count", headers=key)
     assert first.json()["count"] == again.json()["count"]
-    assert again.headers["X-Request-ID"] == "stack-test-key-1"
+    assert again.headers["X-Request-ID"] == request_id
     assert stack.count() == first.json()["count"] + 1
 
 
@@ -171,11 +181,12 @@ def test_scaling_is_seen_live_by_nginx_and_prometheus_without_a_restart(stack: S
     assert stack.containers("nginx")[0]["ID"] == nginx_before
 
 
-def test_count_survives_down_and_up_and_down_v_erases_it(stack: Stack) -> None:
-    value = stack.count()
-    stack.stop()
-    stack.start()
-    assert stack.count() == value + 1
-    stack.stop("-v")
-    stack.start()
-    assert stack.count() == 1
+def test_count_survives_down_and_up_and_down_v_erases_it() -> None:
+    with Stack() as own:
+        value = own.count()
+        own.stop()
+        own.start()
+        assert own.count() == value + 1
+        own.stop("-v")
+        own.start()
+        assert own.count() == 1

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.compose_stack import Stack
-from tests.support import wait_until
+from tests.support import run, wait_until
 
 SERVER = 2  # OTLP SpanKind SPAN_KIND_SERVER
 
@@ -30,11 +30,11 @@ def test_every_request_gives_a_server_span_tied_to_its_log_line(stack: Stack) ->
     assert len(request_ids) == 30
 
     # The batch processor exports every few seconds.
-    spans = wait_until(
-        lambda: (found := server_spans_for(stack, request_ids)) and len(found) >= 30 and found,
-        30,
-        "30 server spans at the OTLP receiver",
-    )
+    def thirty_spans() -> list[dict[str, Any]] | None:
+        found = server_spans_for(stack, request_ids)
+        return found if len(found) >= 30 else None
+
+    spans = wait_until(thirty_spans, 30, "30 server spans at the OTLP receiver")
     assert len(spans) == 30
     assert {span["name"] for span in spans} == {"GET /count"}
     replicas = {span["resource"]["service.instance.id"] for span in spans}
@@ -72,3 +72,37 @@ def test_a_callers_traceparent_keeps_its_trace_id_end_to_end(stack: Stack) -> No
     )
     assert [child["name"] for child in children] == ["EVALSHA"]
     assert children[0]["trace_id"] == trace_id
+
+
+def traced_request(stack: Stack) -> str:
+    """A /count in a sampled trace of the caller's; returns its request id."""
+    traceparent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    response = httpx.get(f"{stack.url}/count", headers={"traceparent": traceparent})
+    assert response.status_code == 200
+    return response.headers["X-Request-ID"]
+
+
+def logged_events(stack: Stack, event: str) -> list[dict[str, Any]]:
+    records = (json.loads(line) for line in stack.app_log_lines())
+    return [record for record in records if record.get("event") == event]
+
+
+def test_traces_flow_once_tempo_is_up_however_late_it_starts(stack: Stack) -> None:
+    # As when the core stack runs first and the observability profile is added later:
+    # Tempo's name does not resolve while the replicas serve, then it does.
+    run("docker", "stop", stack.receiver)
+    try:
+        wait_until(
+            lambda: traced_request(stack) and logged_events(stack, "traces_undelivered"),
+            60,
+            "a replica to say its spans are not delivered",
+        )
+    finally:
+        run("docker", "start", stack.receiver)
+    request_id = wait_until(
+        lambda: (rid := traced_request(stack)) and server_spans_for(stack, {rid}) and rid,
+        60,
+        "a traced request's span to reach Tempo once it is up",
+    )
+    assert request_id
+    assert logged_events(stack, "traces_delivered")

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support import ROOT, run
 
@@ -19,14 +20,30 @@ STARTS_AS_ROOT = {
 }
 
 
+def declared_services() -> list[str]:
+    """The service names in compose.yaml and the files it includes, read as YAML: collection
+    runs no command (a test below checks them against what compose resolves)."""
+    main = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    names = set(main["services"])
+    for included in main.get("include", []):
+        names |= set(yaml.safe_load((ROOT / included).read_text())["services"])
+    return sorted(names)
+
+
+NAMES = declared_services()
+
+
+@pytest.fixture(scope="module")
 def services() -> dict[str, dict[str, Any]]:
+    """Every service of every profile as `docker compose config` resolves it."""
     flags = [arg for profile in PROFILES for arg in ("--profile", profile)]
     config = json.loads(run("docker", "compose", *flags, "config", "--format", "json").stdout)
     result: dict[str, dict[str, Any]] = config["services"]
     return result
 
 
-SERVICES = services()
+def test_every_declared_service_is_checked(services: dict[str, dict[str, Any]]) -> None:
+    assert sorted(services) == NAMES
 
 
 def test_dockerfile_is_hadolint_clean() -> None:
@@ -40,9 +57,9 @@ def test_app_image_runs_as_a_non_root_user() -> None:
     assert users[-1].split(":")[0] not in ("root", "0")
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
-def test_service_is_locked_down(name: str) -> None:
-    service = SERVICES[name]
+@pytest.mark.parametrize("name", NAMES)
+def test_service_is_locked_down(services: dict[str, dict[str, Any]], name: str) -> None:
+    service = services[name]
     assert not service.get("privileged"), "privileged"
     assert "no-new-privileges:true" in service.get("security_opt", [])
     assert service.get("cap_drop") == ["ALL"]
@@ -57,15 +74,17 @@ def test_service_is_locked_down(name: str) -> None:
         }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
-def test_only_nginx_is_published_beyond_loopback(name: str) -> None:
-    for port in SERVICES[name].get("ports", []):
+@pytest.mark.parametrize("name", NAMES)
+def test_only_nginx_is_published_beyond_loopback(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    for port in services[name].get("ports", []):
         if name != "nginx":
             assert port.get("host_ip") == "127.0.0.1", port
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
-def test_secrets_come_only_from_files(name: str) -> None:
-    for variable, value in (SERVICES[name].get("environment") or {}).items():
+@pytest.mark.parametrize("name", NAMES)
+def test_secrets_come_only_from_files(services: dict[str, dict[str, Any]], name: str) -> None:
+    for variable, value in (services[name].get("environment") or {}).items():
         if re.search(r"PASSWORD|SECRET|TOKEN|API_KEY", variable) and not variable.endswith("FILE"):
             assert not value, f"{variable} carries a secret in the environment"

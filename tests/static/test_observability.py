@@ -1,9 +1,12 @@
-"""Static checks of Prometheus, its rules and their tests, Grafana provisioning and dashboards."""
+"""Static checks of Prometheus, its rules (and the SLO generator) and their tests, Grafana
+provisioning and dashboards."""
 
 from __future__ import annotations
 
 import importlib.util
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,17 +31,37 @@ def test_prometheus_config_is_valid() -> None:
     assert "SUCCESS" in promtool("check", "config", "/etc/prometheus/prometheus.yml")
 
 
+RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.test.yml"))
+
+
 def test_rules_are_valid() -> None:
-    assert "SUCCESS" in promtool("check", "rules", "/etc/prometheus/rules/tally.yml")
+    out = promtool("check", "rules", *(f"/etc/prometheus/rules/{p.name}" for p in RULE_FILES))
+    assert out.count("SUCCESS") == len(RULE_FILES), out
 
 
-def test_rule_unit_tests_pass() -> None:
-    assert "SUCCESS" in promtool("test", "rules", "/etc/prometheus/tests/tally.test.yml")
+@pytest.mark.parametrize("name", [path.name for path in TEST_FILES])
+def test_rule_unit_tests_pass(name: str) -> None:
+    assert "SUCCESS" in promtool("test", "rules", f"/etc/prometheus/tests/{name}")
+
+
+def test_every_rule_file_has_its_tests() -> None:
+    tested = {
+        rule_file.split("/")[-1]
+        for path in TEST_FILES
+        for rule_file in yaml.safe_load(path.read_text())["rule_files"]
+    }
+    assert tested == {path.name for path in RULE_FILES}
 
 
 def alerts() -> list[dict[str, Any]]:
-    rules = yaml.safe_load((PROMETHEUS_DIR / "rules" / "tally.yml").read_text())
-    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    return [
+        rule
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
 
 
 def test_every_alert_has_summary_description_and_runbook() -> None:
@@ -48,23 +71,55 @@ def test_every_alert_has_summary_description_and_runbook() -> None:
         assert annotations["runbook_url"].endswith("#" + alert["alert"].lower())
 
 
-def test_every_alert_has_a_unit_test() -> None:
-    tests = yaml.safe_load((PROMETHEUS_DIR / "tests" / "tally.test.yml").read_text())
-    tested = {
-        case["alertname"]
-        for test in tests["tests"]
+def test_every_alert_has_a_unit_test_that_fires_it_with_its_labels() -> None:
+    fired = {
+        (case["alertname"], tuple(sorted((k, v) for k, v in alert["exp_labels"].items()
+                                         if k in ("severity", "slo", "window"))))
+        for path in TEST_FILES
+        for test in yaml.safe_load(path.read_text())["tests"]
         for case in test.get("alert_rule_test", [])
-        if case["exp_alerts"]
-    }
-    assert {alert["alert"] for alert in alerts()} <= tested
+        for alert in case["exp_alerts"]
+    }  # fmt: skip
+    for alert in alerts():
+        labels = tuple(sorted(alert["labels"].items()))
+        assert (alert["alert"], labels) in fired, alert["alert"]
+
+
+def load_generator(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_checked_in_slo_rules_and_tests_match_their_generator() -> None:
+    slo = load_generator(PROMETHEUS_DIR / "slo.py")
+    assert slo.RULES.read_text() == slo.render(slo.rules()), "stale: run `make slo`"
+    assert slo.TESTS.read_text() == slo.render(slo.tests()), "stale: run `make slo`"
+
+
+def test_latency_threshold_is_a_bucket_of_the_app_histogram() -> None:
+    from service.metrics import LATENCY_BUCKETS
+
+    slo = load_generator(PROMETHEUS_DIR / "slo.py")
+    assert float(slo.LATENCY_THRESHOLD) in LATENCY_BUCKETS
+    # prometheus-client writes the `le` label as Python's str() of the float.
+    assert str(float(slo.LATENCY_THRESHOLD)) == slo.LATENCY_THRESHOLD
+
+
+def test_prometheus_sends_alerts_to_the_alertmanager_service() -> None:
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    overlay = yaml.safe_load((ROOT / "compose.observability.yaml").read_text())["services"]
+    port = overlay["alertmanager"]["ports"][0].rsplit(":", 1)[1]
+    assert targets == [f"alertmanager:{port}"]
 
 
 def test_checked_in_dashboards_match_their_generator() -> None:
-    spec = importlib.util.spec_from_file_location("dashboards", GRAFANA_DIR / "dashboards.py")
-    assert spec is not None
-    assert spec.loader is not None
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
+    generator = load_generator(GRAFANA_DIR / "dashboards.py")
     generated = {name: generator.render(board) for name, board in generator.DASHBOARDS.items()}
     checked_in = {path.name: path.read_text() for path in DASHBOARD_DIR.glob("*.json")}
     assert checked_in == generated, "the JSON is stale: run `make dashboards`"
@@ -88,7 +143,7 @@ def test_dashboards_have_unique_stable_uids_and_only_provisioned_datasources() -
         }
         assert used <= uids, path
         assert "${DS_" not in text, path
-    assert seen == {"tally-overview", "tally-redis", "tally-nginx"}
+    assert seen == {"tally-overview", "tally-redis", "tally-nginx", "tally-slo"}
 
 
 def test_prometheus_exemplars_link_to_tempo_and_tempo_to_prometheus() -> None:
@@ -119,7 +174,7 @@ def test_grafana_admin_password_comes_from_a_secret_file() -> None:
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
 
 
-@pytest.mark.parametrize("service", ["grafana", "prometheus"])
+@pytest.mark.parametrize("service", ["grafana", "prometheus", "alertmanager"])
 def test_observability_uis_bind_to_loopback_only(service: str) -> None:
     compose = yaml.safe_load((ROOT / "compose.observability.yaml").read_text())
     for port in compose["services"][service]["ports"]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 
-from tests.support import ROOT
+import pytest
 
-sys.path.insert(0, str(ROOT / "loadtest"))
-from checks import Observations, atomicity, balancing, errors_and_latency
+from checks import Observations, atomicity, balance_band, balancing, errors_and_latency
 
 
 def test_atomicity_passes_for_distinct_values_that_account_for_the_counter() -> None:
@@ -33,6 +31,14 @@ def test_balancing_passes_within_tolerance_and_fails_outside() -> None:
     skewed = balancing(Counter(a=300, b=100, c=100), replicas=3, tolerance=0.1)
     assert not skewed.passed
     assert "a" in skewed.detail
+
+
+def test_the_balance_band_follows_the_number_of_responses() -> None:
+    # 90 responses: a fair split strays by about 4.5 a replica, so ±10% (3) is too tight.
+    assert balancing(Counter(a=36, b=27, c=27), replicas=3, tolerance=0.1).passed
+    # 30,000: four standard deviations are under 2%, so the tolerance decides.
+    assert balance_band(30_000, replicas=3, tolerance=0.1) == pytest.approx(1000)
+    assert not balancing(Counter(a=11_500, b=9_250, c=9_250), replicas=3, tolerance=0.1).passed
 
 
 def test_balancing_fails_when_a_replica_never_serves() -> None:

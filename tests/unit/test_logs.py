@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_timestamps_are_iso_utc_with_microseconds_and_move_with_the_clock(
     # Within a second, across a second, and a fraction that float arithmetic rounds down.
     times = (1_795_000_000.5, 1_795_000_000.999999, 1_795_000_061.000001)
     for now in times:
-        monkeypatch.setattr(logs.time, "time", lambda now=now: now)
+        monkeypatch.setattr(time, "time", lambda now=now: now)
         logs.get_logger().warning("tick")
     stamps = [r["timestamp"] for r in records(log_file)]
     assert stamps == [

@@ -1,30 +1,18 @@
-"""Metrics: RED per route template, visits, build info, OpenMetrics on request."""
+"""Metrics: RED per route template, visits, build info, process and GC, OpenMetrics on request."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import cast
-
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from quart.testing.utils import sentinel
 from quart.typing import TestClientProtocol as Client
 
-from service.app import create_app
-from service.counter import Counter
 from service.metrics import Metrics
-from service.settings import Settings
-from tests.unit.test_routes import FakeCounter
+
+# (sample name, sorted label pairs) -> value
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    fake = FakeCounter()
-    app = create_app(Settings(replica_id="replica-1"), lambda *_: cast(Counter, fake))
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
-
-
-async def scrape(client: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+async def scrape(client: Client) -> Samples:
     text = await (await client.get("/metrics")).get_data(as_text=True)
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -33,36 +21,42 @@ async def scrape(client: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]]
     }
 
 
+def requests_total(samples: Samples, method: str, route: str, status: str) -> float:
+    labels = (("method", method), ("route", route), ("status", status))
+    return samples.get(("http_requests_total", labels), 0.0)
+
+
+def any_label_mentions(samples: Samples, text: str) -> bool:
+    return any(text in str(labels) for _, labels in samples)
+
+
 async def test_requests_are_counted_by_route_template_method_and_status(client: Client) -> None:
     await client.get("/count")
     await client.get("/count")
     await client.get("/no/such/path/123")
     samples = await scrape(client)
-    count = (("method", "GET"), ("route", "/count"), ("status", "200"))
-    assert samples[("http_requests_total", count)] == 2
-    unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
-    assert samples[("http_requests_total", unmatched)] == 1
-    assert not any("/no/such" in str(labels) for _, labels in samples)
+    assert requests_total(samples, "GET", "/count", "200") == 2
+    assert requests_total(samples, "GET", "unmatched", "404") == 1
+    assert not any_label_mentions(samples, "/no/such")
 
 
 async def test_a_route_with_variables_is_labelled_by_its_template(client: Client) -> None:
     response = await client.get("/static/style.css")
     assert response.status_code == 200
     samples = await scrape(client)
-    static = (("method", "GET"), ("route", "/static/<path:filename>"), ("status", "200"))
-    assert samples[("http_requests_total", static)] == 1
-    assert not any("style.css" in str(labels) for _, labels in samples)
+    assert requests_total(samples, "GET", "/static/<path:filename>", "200") == 1
+    assert not any_label_mentions(samples, "style.css")
 
 
 async def test_a_made_up_method_is_labelled_other(client: Client) -> None:
     # Any token is a valid HTTP method on the wire; labels must stay bounded.
     for method in ("FROB", "XYZZY"):
-        response = await client.open("/count", method=method)
+        # quart's TestClientProtocol leaves out the default of `json`: this is that default.
+        response = await client.open("/count", method=method, json=sentinel)
         assert response.status_code == 405
     samples = await scrape(client)
-    other = (("method", "other"), ("route", "/count"), ("status", "405"))
-    assert samples[("http_requests_total", other)] == 2
-    assert not any("FROB" in str(labels) for _, labels in samples)
+    assert requests_total(samples, "other", "/count", "405") == 2
+    assert not any_label_mentions(samples, "FROB")
 
 
 async def test_latency_histogram_has_buckets_from_1ms_to_2s(client: Client) -> None:
@@ -88,6 +82,17 @@ async def test_build_info_names_version_and_replica(client: Client) -> None:
     info = [labels for name, labels in samples if name == "tally_build_info"]
     assert dict(info[0])["replica"] == "replica-1"
     assert "version" in dict(info[0])
+
+
+async def test_the_app_exports_its_own_process_and_gc_metrics(client: Client) -> None:
+    names = {name for name, _ in await scrape(client)}
+    assert {
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "python_gc_collections_total",
+        "python_info",
+    } <= names
 
 
 async def test_in_flight_is_back_to_zero_after_requests(client: Client) -> None:

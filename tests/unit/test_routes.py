@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import re
 from typing import Any, cast
 
 import pytest
@@ -11,48 +11,11 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from service.app import create_app
-from service.counter import Counter, Increment, RedisUnavailable
+from service.counter import Counter, RedisUnavailable
 from service.settings import Settings
+from tests.unit.fakes import FakeCounter
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
-
-
-class FakeCounter:
-    def __init__(self) -> None:
-        self.value = 0
-        self.seen: dict[str, int] = {}
-        self.calls: list[str | None] = []
-        self.failure: Exception | None = None
-
-    async def increment(self, request_id: str | None) -> Increment:
-        self.calls.append(request_id)
-        if self.failure:
-            raise self.failure
-        if request_id in self.seen:
-            return Increment(self.seen[request_id], replayed=True)
-        self.value += 1
-        if request_id is not None:
-            self.seen[request_id] = self.value
-        return Increment(self.value, replayed=False)
-
-    async def ping(self) -> None:
-        if self.failure:
-            raise self.failure
-
-    async def close(self) -> None:
-        pass
-
-
-@pytest.fixture
-def fake() -> FakeCounter:
-    return FakeCounter()
-
-
-@pytest.fixture
-async def client(fake: FakeCounter) -> AsyncIterator[Client]:
-    app: Quart = create_app(Settings(replica_id="replica-1"), lambda *_: cast(Counter, fake))
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
 
 
 async def get(client: Client, path: str, accept: str | None = None, **headers: str) -> Any:
@@ -186,13 +149,22 @@ async def test_unexpected_error_is_500_without_internal_detail(
     assert json.loads(body)["error"] == "internal_error"
 
 
-async def test_pages_link_the_dashboards_only_while_they_are_up() -> None:
-    from service.routes import DashboardLinks
-
-    up = DashboardLinks("http://g", "http://p", probe_host="localhost")
-    assert await up.current() == {"Grafana": "http://g", "Prometheus": "http://p"}
-    down = DashboardLinks("http://g", "http://p", probe_host="no-such-host.invalid")
-    assert await down.current() == {}
+@pytest.mark.parametrize(
+    ("env", "shown"),
+    [
+        ({}, []),
+        ({"GRAFANA_URL": "http://g:3000"}, ["http://g:3000"]),
+        ({"GRAFANA_URL": "http://g", "PROMETHEUS_URL": "http://p"}, ["http://g", "http://p"]),
+    ],
+)
+async def test_pages_link_the_dashboards_the_settings_name(
+    fake: FakeCounter, env: dict[str, str], shown: list[str]
+) -> None:
+    settings = Settings.from_env({"REPLICA_ID": "r1", **env})
+    app: Quart = create_app(settings, lambda *_: cast(Counter, fake))
+    async with app.test_app() as test_app:
+        page = await (await get(test_app.test_client(), "/", BROWSER)).get_data(as_text=True)
+    assert re.findall(r'<a href="(http[^"]+)"', page) == shown
 
 
 async def test_error_pages_name_the_replica(client: Client) -> None:

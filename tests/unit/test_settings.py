@@ -94,6 +94,33 @@ INVALID = [
     ),
     ("RELOAD", "maybe", "RELOAD must be true or false, got 'maybe'"),
     ("OTEL_SDK_DISABLED", "perhaps", "OTEL_SDK_DISABLED must be true or false, got 'perhaps'"),
+    (
+        "OTEL_TRACES_SAMPLER",
+        "sometimes",
+        "OTEL_TRACES_SAMPLER must be one of always_on, always_off, traceidratio, "
+        "parentbased_always_on, parentbased_always_off, parentbased_traceidratio, "
+        "got 'sometimes'",
+    ),
+    (
+        "OTEL_TRACES_SAMPLER_ARG",
+        "10%",
+        "OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1, got '10%'",
+    ),
+    (
+        "OTEL_TRACES_SAMPLER_ARG",
+        "2",
+        "OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1, got '2'",
+    ),
+    (
+        "GRAFANA_URL",
+        "grafana:3000",
+        "GRAFANA_URL must be an http:// or https:// URL, got 'grafana:3000'",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "tempo:4318",
+        "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL, got 'tempo:4318'",
+    ),
 ]
 
 
@@ -135,3 +162,24 @@ def test_settings_are_immutable() -> None:
     settings = Settings.from_env({})
     with pytest.raises(AttributeError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_every_declared_setting_has_a_help_line_and_a_rule_where_it_can_fail() -> None:
+    from service.settings import specs, text
+
+    for _, spec in specs():
+        assert spec.help, spec.env
+        assert spec.rule or spec.parse is text, spec.env
+
+
+def test_an_empty_value_means_the_default() -> None:
+    assert Settings.from_env({"REDIS_TIMEOUT": "", "PORT": " "}) == Settings.from_env({})
+
+
+def test_traces_go_to_the_traces_endpoint_when_both_are_set() -> None:
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://tempo:4318",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://other:4318/v1/traces",
+    }
+    assert Settings.from_env(env).otel_endpoint == "http://other:4318/v1/traces"
+    assert Settings.from_env({}).otel_endpoint is None

@@ -1,0 +1,310 @@
+"""Writes tally's SLO rules and their promtool tests: `make slo` rewrites rules/slo.yml and
+tests/slo.test.yml from the two SLOs and the burn-rate table declared here.
+
+Multi-window, multi-burn-rate alerts as the Google SRE workbook ("Alerting on SLOs")
+writes them: an alert fires while both its long and its short window burn the error
+budget faster than its rate, so it catches a fast burn within minutes and a slow one
+within hours, and stops soon after the burn does (the short window empties). Each SLO
+and each window pair is declared once; a static test fails when the YAML drifts.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).parent
+RULES = HERE / "rules" / "slo.yml"
+TESTS = HERE / "tests" / "slo.test.yml"
+PERIOD_DAYS = 30
+# The latency SLO's threshold: a bucket boundary of service/metrics.py's histogram, so
+# the share under it is counted exactly, not interpolated (docs/SLO.md says why 0.5 s).
+LATENCY_THRESHOLD = "0.5"
+COUNT = 'job="tally", route="/count"'
+
+
+@dataclass(frozen=True)
+class Slo:
+    name: str  # the `slo` label and the alert's name: Tally<Name>BudgetBurn
+    objective: float
+    what: str  # completes "share of /count requests ..."
+    errors: str  # PromQL rate of bad events over [$w]
+    total: str  # PromQL rate of all events over [$w]
+
+    @property
+    def alert(self) -> str:
+        return f"Tally{self.name.capitalize()}BudgetBurn"
+
+    @property
+    def budget(self) -> float:
+        return round(1 - self.objective, 10)
+
+
+@dataclass(frozen=True)
+class Window:
+    severity: str  # "page" or "ticket": Alertmanager routes on it
+    burn_rate: float
+    long: str
+    short: str
+    wait: str  # the rule's `for`: a single evaluation's spike does not notify
+
+    @property
+    def days_to_empty(self) -> float:
+        return PERIOD_DAYS / self.burn_rate
+
+
+SLOS = (
+    Slo(
+        "availability",
+        0.999,
+        "answered without a 5xx",
+        # 0, not empty, while there are no 5xx series at all.
+        f'sum by (job) (rate(http_requests_total{{{COUNT}, status=~"5.."}}[$w]))'
+        f" or 0 * sum by (job) (rate(http_requests_total{{{COUNT}}}[$w]))",
+        f"sum by (job) (rate(http_requests_total{{{COUNT}}}[$w]))",
+    ),
+    Slo(
+        "latency",
+        0.99,
+        f"answered within {LATENCY_THRESHOLD} s",
+        f"sum by (job) (rate(http_request_duration_seconds_count{{{COUNT}}}[$w]))"
+        " - sum by (job) (rate(http_request_duration_seconds_bucket"
+        f'{{{COUNT}, le="{LATENCY_THRESHOLD}"}}[$w]))',
+        f"sum by (job) (rate(http_request_duration_seconds_count{{{COUNT}}}[$w]))",
+    ),
+)
+
+# The workbook's table for a 30-day SLO: 2% of the budget in 1 h, 5% in 6 h (pages),
+# 10% in 1 d and 10% in 3 d (tickets).
+WINDOWS = (
+    Window("page", 14.4, "1h", "5m", "2m"),
+    Window("page", 6, "6h", "30m", "15m"),
+    Window("ticket", 3, "1d", "2h", "1h"),
+    Window("ticket", 1, "3d", "6h", "3h"),
+)
+# Every window the alerts read, plus the whole period for the error budget's dashboard.
+RATIO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d", f"{PERIOD_DAYS}d")
+
+
+def ratio(window: str) -> str:
+    return f"slo:sli_error:ratio_rate{window}"
+
+
+def number(value: float) -> str:
+    return f"{value:g}"
+
+
+def recording_rules(slo: Slo) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = [
+        {
+            "record": "slo:objective:ratio",
+            "expr": number(slo.objective),
+            "labels": {"slo": slo.name},
+        }
+    ]
+    for window in RATIO_WINDOWS:
+        errors, total = (
+            slo.errors.replace("$w", window),
+            slo.total.replace("$w", window),
+        )
+        rules.append(
+            {
+                "record": ratio(window),
+                "expr": f"(\n  {errors}\n)\n/\n{total}\n",
+                "labels": {"slo": slo.name},
+            }
+        )
+    return rules
+
+
+def alert_labels(slo: Slo, window: Window) -> dict[str, str]:
+    return {"severity": window.severity, "slo": slo.name, "window": window.long}
+
+
+def alert_annotations(slo: Slo, window: Window) -> dict[str, str]:
+    threshold = window.burn_rate * slo.budget
+    return {
+        "summary": f"The {slo.name} SLO of /count burns its error budget {window.burn_rate:g}x"
+        f" too fast ({window.long})",
+        "description": (
+            f"Over both the last {window.long} and {window.short}, more than"
+            f" {threshold:.3%} of /count requests were not {slo.what} (objective"
+            f" {slo.objective:.1%} over {PERIOD_DAYS} days): at this rate the whole error"
+            f" budget is gone in {window.days_to_empty:.1f} days."
+        ),
+        "runbook_url": f"docs/RUNBOOK.md#{slo.alert.lower()}",
+    }
+
+
+def alerting_rules(slo: Slo) -> list[dict[str, Any]]:
+    selector = f'{{slo="{slo.name}"}}'
+    rules = []
+    for window in WINDOWS:
+        threshold = f"{number(window.burn_rate)} * {number(slo.budget)}"
+        rules.append(
+            {
+                "alert": slo.alert,
+                "expr": (
+                    f"{ratio(window.long)}{selector} > {threshold}\n"
+                    f"and\n{ratio(window.short)}{selector} > {threshold}\n"
+                ),
+                "for": window.wait,
+                "labels": alert_labels(slo, window),
+                "annotations": alert_annotations(slo, window),
+            }
+        )
+    return rules
+
+
+def rules() -> dict[str, Any]:
+    return {
+        "groups": [
+            {"name": f"slo.{slo.name}", "rules": recording_rules(slo) + alerting_rules(slo)}
+            for slo in SLOS
+        ]
+    }
+
+
+# promtool tests: /count at 10 requests/s, one sample a minute.
+PER_MINUTE = 600
+
+
+def minutes(duration: str) -> int:
+    return int(duration[:-1]) * {"m": 1, "h": 60, "d": 1440}[duration[-1]]
+
+
+def series(slo: Slo, bad: list[tuple[int, int]]) -> list[dict[str, str]]:
+    """Input series for `slo` where bad[i] = (steps, bad requests per step)."""
+    steps = sum(count for count, _ in bad)
+    total_values = f"0+{PER_MINUTE}x{steps}"
+    bad_values, value = ["0"], 0
+    for count, per_step in bad:
+        bad_values.append(f"{value + per_step}+{per_step}x{count - 1}")
+        value += per_step * count
+    if slo.name == "availability":
+        return [
+            {
+                "series": f'http_requests_total{{{COUNT}, instance="a", method="GET",'
+                ' status="200"}',
+                "values": total_values,
+            },
+            {
+                "series": f'http_requests_total{{{COUNT}, instance="a", method="GET",'
+                ' status="503"}',
+                "values": " ".join(bad_values),
+            },
+        ]
+    # Latency: the bucket counts the good requests, _count all of them.
+    good_values, value = ["0"], 0
+    for count, per_step in bad:
+        good = PER_MINUTE - per_step
+        good_values.append(f"{value + good}+{good}x{count - 1}")
+        value += good * count
+    return [
+        {
+            "series": f'http_request_duration_seconds_count{{{COUNT}, instance="a", method="GET"}}',
+            "values": total_values,
+        },
+        {
+            "series": f'http_request_duration_seconds_bucket{{{COUNT}, instance="a",'
+            f' method="GET", le="{LATENCY_THRESHOLD}"}}',
+            "values": " ".join(good_values),
+        },
+    ]
+
+
+def expected(slo: Slo, window: Window) -> dict[str, Any]:
+    return {
+        "exp_labels": {"job": "tally", **alert_labels(slo, window)},
+        "exp_annotations": alert_annotations(slo, window),
+    }
+
+
+def tests() -> dict[str, Any]:
+    cases: list[dict[str, Any]] = []
+    for slo in SLOS:
+        for index, window in enumerate(WINDOWS):
+            # A steady burn between this window's rate and the next faster one's: this
+            # alert and the slower ones fire, each after its own `for`; the faster stay silent.
+            faster = WINDOWS[index - 1].burn_rate if index else window.burn_rate * 2
+            share = (window.burn_rate + faster) / 2 * slo.budget
+            per_step = round(PER_MINUTE * share)
+            wait = minutes(window.wait)
+            # The first rate exists one step in; the alert fires `for` later.
+            fires_at = 1 + wait
+            cases.append(
+                {
+                    "name": f"{slo.name}: a steady {window.burn_rate:g}x burn fires the"
+                    f" {window.long}/{window.short} {window.severity} after {window.wait}",
+                    "interval": "1m",
+                    "input_series": series(slo, [(fires_at + 2, per_step)]),
+                    "alert_rule_test": [
+                        {"eval_time": f"{fires_at - 1}m", "alertname": slo.alert, "exp_alerts": []},
+                        {
+                            "eval_time": f"{fires_at + 1}m",
+                            "alertname": slo.alert,
+                            "exp_alerts": [expected(slo, window)]
+                            + [
+                                expected(slo, slower)
+                                for slower in WINDOWS[index + 1 :]
+                                if minutes(slower.wait) <= fires_at + 1 - 1
+                            ],
+                        },
+                    ],
+                }
+            )
+        # A blip after a clean day: half the bad requests the fastest page needs in its
+        # long window, within minutes. The short windows spike, every long window stays
+        # under its threshold, so nothing fires.
+        day, fastest = minutes("1d"), WINDOWS[0]
+        bad = round(fastest.burn_rate * slo.budget * PER_MINUTE * minutes(fastest.long) / 2)
+        blip = -(-bad // (PER_MINUTE // 2))
+        cases.append(
+            {
+                "name": f"{slo.name}: a {blip}-minute blip after a clean day stays silent",
+                "interval": "1m",
+                "input_series": series(slo, [(day, 0), (blip, bad // blip), (240, 0)]),
+                "alert_rule_test": [
+                    {"eval_time": f"{day + offset}m", "alertname": slo.alert, "exp_alerts": []}
+                    for offset in (blip, blip + 5, 30, 70, 200)
+                ],
+            }
+        )
+    return {
+        "rule_files": ["../rules/slo.yml"],
+        "evaluation_interval": "1m",
+        "tests": cases,
+    }
+
+
+HEADER = "# Generated by ops/prometheus/slo.py (`make slo`); edit that, not this file.\n"
+
+
+class Dumper(yaml.SafeDumper):
+    """Multi-line expressions as literal blocks, as a person would write them."""
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+Dumper.add_representer(str, _string)
+
+
+def render(document: dict[str, Any]) -> str:
+    return HEADER + yaml.dump(document, Dumper=Dumper, sort_keys=False, width=100)
+
+
+def main() -> None:
+    RULES.write_text(render(rules()))
+    TESTS.write_text(render(tests()))
+    print(f"wrote {RULES} and {TESTS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Fixtures of the stack tier."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.compose_stack import Stack
+
+
+@pytest.fixture
+def traffic(stack: Stack) -> Iterator[None]:
+    """A steady trickle of /count through nginx while the test runs (bounded by the test)."""
+    stop = threading.Event()
+
+    def send() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not stop.wait(0.02):
+                client.get(f"{stack.url}/count")
+                client.get(f"{stack.url}/")
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    yield
+    stop.set()
+    sender.join()

@@ -1,0 +1,33 @@
+"""The places outside Python that carry the request-id contract agree with service/request_id.py."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from service.request_id import ACCEPTED, HEADER, IDEMPOTENCY_HEADER, record_key
+from tests.support import ROOT
+
+NGINX = (ROOT / "ops" / "nginx" / "templates" / "tally.conf.template").read_text()
+INIT = (ROOT / "ops" / "secrets" / "init.sh").read_text()
+
+
+def nginx_variable(header: str) -> str:
+    return "$http_" + header.lower().replace("-", "_")
+
+
+def test_nginx_maps_the_idempotency_header_to_the_id_it_sends_upstream_as_the_request_id() -> None:
+    mapped = re.search(rf"map {re.escape(nginx_variable(IDEMPOTENCY_HEADER))} \$(\w+) \{{", NGINX)
+    assert mapped, f"no map from {IDEMPOTENCY_HEADER} in the nginx template"
+    assert f"proxy_set_header {HEADER} ${mapped.group(1)};" in NGINX
+
+
+def test_nginx_own_request_ids_are_accepted() -> None:
+    # nginx's $request_id: 32 hex characters.
+    assert ACCEPTED.fullmatch(secrets.token_hex(16).encode())
+
+
+def test_the_app_acl_user_may_touch_exactly_the_counter_and_its_records() -> None:
+    app_user = next(line for line in INIT.splitlines() if 'echo "user app ' in line)
+    patterns = re.findall(r" ~(\S+)", app_user)
+    assert patterns == ["${key}", record_key("${key}", "*")]

@@ -1,0 +1,31 @@
+"""The unit tier's stand-in for Redis: a counter in memory that can be told to fail."""
+
+from __future__ import annotations
+
+from service.counter import Increment
+
+
+class FakeCounter:
+    def __init__(self) -> None:
+        self.value = 0
+        self.seen: dict[str, int] = {}
+        self.calls: list[str | None] = []
+        self.failure: Exception | None = None
+
+    async def increment(self, request_id: str | None) -> Increment:
+        self.calls.append(request_id)
+        if self.failure:
+            raise self.failure
+        if request_id in self.seen:
+            return Increment(self.seen[request_id], replayed=True)
+        self.value += 1
+        if request_id is not None:
+            self.seen[request_id] = self.value
+        return Increment(self.value, replayed=False)
+
+    async def ping(self) -> None:
+        if self.failure:
+            raise self.failure
+
+    async def close(self) -> None:
+        pass
