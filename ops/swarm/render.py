@@ -109,7 +109,7 @@ def swarm_service(name: str, service: Service, override: Service, out: dict[str,
         elif mount["source"] == SECRETS_VOLUME:
             if mount["target"] != SECRETS_DIR:
                 raise SystemExit(f"{name}: secrets at {mount['target']}, Swarm puts them in /run")
-            if not override.get("secrets"):
+            if "secrets" not in override:
                 raise SystemExit(f"{name} reads secrets: list them in {OVERRIDE.name}")
         else:
             volumes.append({"type": "volume", "source": mount["source"], "target": mount["target"]})

@@ -40,8 +40,8 @@ def test_docker_stack_accepts_the_core_file_alone_and_with_observability() -> No
     core = stack_config("stack.yaml")
     assert set(core["services"]) == {"redis", "app", "nginx"}
     assert set(SERVICES) == {
-        "redis", "app", "nginx", "prometheus", "redis-exporter", "nginx-exporter", "tempo",
-        "grafana",
+        "redis", "app", "nginx", "prometheus", "alertmanager", "redis-exporter",
+        "nginx-exporter", "tempo", "grafana",
     }  # fmt: skip
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from tests.support import ROOT, app_image, free_port, run, wait_until
+from stack_client import free_port
+from tests.support import ROOT, app_image, run, wait_until
 
 STACK_FILES = ("ops/swarm/stack.yaml", "ops/swarm/observability.yaml")
 # Grafana and Tempo cannot run on these machines (../shared/sandbox/README.md): their

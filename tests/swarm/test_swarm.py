@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from service import __version__
-from tests.faults.harness import JSON, Load, Row, read_count
+from stack_client import JSON, read_count
+from tests.faults.harness import Load, Row
 from tests.support import run, wait_until
 from tests.swarm.conftest import Scenario
 from tests.swarm.swarm_stack import SwarmStack
