@@ -11,7 +11,6 @@ import time
 import uuid
 
 import httpx
-import pytest
 
 from service import __version__
 from stack_client import JSON, read_count
@@ -19,8 +18,6 @@ from tests.faults.harness import Load, Row
 from tests.support import run, wait_until
 from tests.swarm.conftest import Scenario
 from tests.swarm.swarm_stack import SwarmStack
-
-pytestmark = pytest.mark.swarm
 
 # Attempts on each side of a fault: the load really ran across it (a count, not a rate).
 MIN_ATTEMPTS = 50
