@@ -233,7 +233,7 @@ def test_a_killed_task_is_replaced_and_nothing_is_lost(
                 len(swarm_stack.running_tasks("app")) == 3
                 and bool(swarm_stack.tasks("app") - tasks)
             ),
-            60,
+            120,
             "Swarm replacing the killed task",
             interval=0.2,
         )
