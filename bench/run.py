@@ -2,9 +2,11 @@
 
 The baselines are bare Quart + Hypercorn (the same routes, instrumentation off)
 and Flask on gunicorn; tally-lean, tally with tracing and the access line off,
-shows what those two cost. Every variant is built and measured in this one run (the
-machine is noisy and drifts, so only ratios within a run mean anything): all are up
-side by side and their runs take turns, the others paused while one is loaded.
+shows what those two cost, and tally-ha, tally on compose.ha.yaml (Sentinel, a
+WAIT for one replica after each increment), what high availability costs. Every
+variant is built and measured in this one run (the machine is noisy and drifts, so
+only ratios within a run mean anything): all are up side by side and their runs take
+turns, the others paused while one is loaded.
 GET /count through nginx, 3 replicas, 32 and 128 connections, median of 3 runs of
 10 s. Prints one table and writes it to bench/results/latest.md. `--soak` (make
 soak) instead loads tally for SOAK_SECONDS (300), reads each replica's RSS every
@@ -30,13 +32,16 @@ CONNECTIONS = (32, 128)
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SERVICES = ("redis", "app", "nginx")
+# compose.ha.yaml: a primary, two replicas, three Sentinels; WAIT 1 after each increment.
+HA_SERVICES = ("redis", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3",
+               "app", "nginx")  # fmt: skip
+# Seconds a read of the counter is retried with its one Idempotency-Key.
+READ_RETRY = 15.0
 sys.path[:0] = [str(ROOT), str(ROOT / "loadtest")]
-from service import __version__  # noqa: E402
+from ops.configuration import app_image  # noqa: E402
 from stack_client import free_port, read_count  # noqa: E402
 
-# compose.yaml's image name, from the same variables and defaults.
-_IMAGE_NAME = os.environ.get("TALLY_IMAGE") or "tally-app"
-APP_IMAGE = f"{_IMAGE_NAME}:{os.environ.get('TALLY_VERSION') or __version__}"
+APP_IMAGE = app_image(os.environ)
 
 
 @dataclass
@@ -87,9 +92,15 @@ def wrk(url: str, connections: int, duration: int) -> WrkRun:
 
 class Variant:
     def __init__(
-        self, name: str, files: list[str], tracing: bool, env: dict[str, str] | None = None
+        self,
+        name: str,
+        files: list[str],
+        tracing: bool,
+        env: dict[str, str] | None = None,
+        services: tuple[str, ...] = SERVICES,
     ) -> None:
         self.name = name
+        self.services = services
         self.project = f"tally-bench-{name.split()[0].lower()}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -112,7 +123,7 @@ class Variant:
                "--network", f"{self.project}_backend", "--network-alias", "tempo",
                "-v", f"{ROOT}/tests/stack/otlp_receiver.py:/receiver.py:ro",
                APP_IMAGE, "python", "/receiver.py", "--discard")  # fmt: skip
-        self.compose("up", "-d", "--wait", "--no-deps", *SERVICES)
+        self.compose("up", "-d", "--wait", "--no-deps", *self.services)
 
     def down(self) -> None:
         sh("docker", "rm", "-f", f"{self.project}-otlp", check=False)
@@ -145,7 +156,9 @@ def measure(variants: list[Variant]) -> list[list[str]]:
         for variant in variants:
             variant.up()
             wrk(f"{variant.url}/count", 32, 3)  # warm up pools and caches
-            start[variant] = read_count(variant.url)
+            # Retried with one key: on tally-ha a 503 (no replica acknowledged in time on a
+            # busy machine) is the contract's retryable answer, and the read counts once.
+            start[variant] = read_count(variant.url, retry_for=READ_RETRY)
             variant.frozen(True)
         results: dict[tuple[Variant, int], list[WrkRun]] = {}
         unmeasured = dict.fromkeys(variants, 0)
@@ -166,7 +179,7 @@ def measure(variants: list[Variant]) -> list[list[str]]:
             measured = sum(r.requests for c in CONNECTIONS for r in results[variant, c])
             completed = measured + unmeasured[variant]
             in_flight_bound = 32 + 2 * sum(CONNECTIONS) * RUNS
-            delta = read_count(variant.url) - start[variant] - 1
+            delta = read_count(variant.url, retry_for=READ_RETRY) - start[variant] - 1
             exact = completed <= delta <= completed + in_flight_bound
             check = f"{'ok' if exact else 'MISMATCH'} ({delta - completed:+d})"
             rss = ", ".join(f"{m:.0f}" for m in variant.rss_mib())
@@ -240,6 +253,13 @@ def main() -> None:
             False,
             {"OTEL_SDK_DISABLED": "true", "LOG_LEVEL": "WARNING"},
         ),
+        # tally on the HA topology: what Sentinel discovery and the WAIT for a replica cost.
+        Variant(
+            "tally-ha (tally, Sentinel, WAIT 1 replica)",
+            ["compose.yaml", "compose.ha.yaml"],
+            True,
+            services=HA_SERVICES,
+        ),
         Variant("bare Quart + Hypercorn", ["compose.yaml", "bench/compose.bare.yaml"], False),
         Variant(
             "Flask on gunicorn (1 process, 8 threads)",
@@ -251,7 +271,7 @@ def main() -> None:
               "RSS per replica (MiB)"]  # fmt: skip
     rows = measure(variants)
     rps = {(row[0], int(row[1])): float(row[2].replace(",", "")) for row in rows}
-    tally, lean, bare, flask = (variant.name for variant in variants)
+    tally, lean, ha, bare, flask = (variant.name for variant in variants)
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: GET /count through nginx,"
         f" 3 replicas, wrk -t2, median of {RUNS} x {SECONDS} s.",
@@ -270,6 +290,10 @@ def main() -> None:
         ),
         *(
             f"- tally / Flask at {c} connections: {rps[(tally, c)] / rps[(flask, c)]:.0%}"
+            for c in CONNECTIONS
+        ),
+        *(
+            f"- tally-ha / tally at {c} connections: {rps[(ha, c)] / rps[(tally, c)]:.0%}"
             for c in CONNECTIONS
         ),
         f"- tally at 128 / at 32 connections: {rps[(tally, 128)] / rps[(tally, 32)]:.0%}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,14 @@ COMPOSE_VARIABLES = (
     ComposeVariable("LOCUST_RUN_TIME", "1m", "how long a headless run lasts"),
     ComposeVariable("TALLY_REPLICAS", "3", "replicas the load test expects to see serving"),
 )
+
+
+def app_image(env: Mapping[str, str]) -> str:
+    """The app image compose builds and runs: `${TALLY_IMAGE}:${TALLY_VERSION}`, defaulted."""
+    defaults = {v.name: v.default for v in COMPOSE_VARIABLES}
+    name = env.get("TALLY_IMAGE") or defaults["TALLY_IMAGE"]
+    return f"{name}:{env.get('TALLY_VERSION') or defaults['TALLY_VERSION']}"
+
 
 # App settings whose stack value is a deliberate choice of compose's, not the default.
 STACK_CHOICES = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"}

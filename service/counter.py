@@ -11,9 +11,11 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 from redis.asyncio import Redis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from service.request_id import record_key
 from service.settings import Settings
@@ -47,6 +49,10 @@ class RedisUnavailable(Exception):
     """Redis did not answer in time or refused; the caller should answer 503."""
 
 
+class NotReplicated(RedisError):
+    """Fewer replicas than required acknowledged the increment within the wait."""
+
+
 @dataclass(frozen=True)
 class Increment:
     value: int
@@ -64,11 +70,18 @@ class Counter:
         timeout: float,
         observe: Observer = _ignore,
         tracer: Tracer | None = None,
+        wait_replicas: int = 0,
+        sentinel: Sentinel | None = None,
     ) -> None:
         self._redis = redis
         self._key = key
         self._ttl = ttl
         self._timeout = timeout
+        self._wait_replicas = wait_replicas
+        # Half the call's budget: Redis answers WAIT with the replicas it has before the
+        # client's own deadline cuts the connection, so the pool keeps it.
+        self._wait_ms = max(1, int(timeout * 500))
+        self._sentinel = sentinel
         self._observe = observe
         self._tracer = tracer or NoOpTracer()
         self._script = redis.register_script(_INCREMENT_ONCE)
@@ -88,17 +101,33 @@ class Counter:
     def from_settings(
         cls, settings: Settings, observe: Observer = _ignore, tracer: Tracer | None = None
     ) -> Counter:
-        redis = Redis.from_url(
-            settings.redis_url,
-            username=settings.redis_username,
-            password=settings.redis_password,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
+        options: dict[str, Any] = {
+            "username": settings.redis_username,
+            "password": settings.redis_password,
+            "socket_timeout": settings.redis_timeout,
+            "socket_connect_timeout": settings.redis_timeout,
             # Retries would stretch a request past REDIS_TIMEOUT; a caller
             # gets 503 with Retry-After instead and retries itself.
-            retry=Retry(NoBackoff(), 0),
-            client_name=f"tally:{settings.replica_id}",
-        )
+            "retry": Retry(NoBackoff(), 0),
+        }
+        client_name = f"tally:{settings.replica_id}"
+        sentinel = None
+        if settings.redis_sentinels:
+            # redis-py asks the Sentinels for the primary on every new connection and
+            # drops a connection whose server turned replica (READONLY), so after a
+            # failover the pool reconnects to the promoted one by itself. The app
+            # authenticates to the Sentinels with its own Redis user.
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                list(settings.redis_sentinels), sentinel_kwargs=options
+            )
+            redis: Redis = sentinel.master_for(
+                settings.redis_sentinel_service,
+                db=parse_url(settings.redis_url).get("db", 0),
+                client_name=client_name,
+                **options,
+            )
+        else:
+            redis = Redis.from_url(settings.redis_url, client_name=client_name, **options)
         return cls(
             redis,
             settings.counter_key,
@@ -106,6 +135,8 @@ class Counter:
             settings.redis_timeout,
             observe,
             tracer,
+            settings.redis_wait_replicas,
+            sentinel,
         )
 
     async def increment(self, request_id: str | None) -> Increment:
@@ -115,11 +146,33 @@ class Counter:
             command = self._redis.execute_command("INCR", self._key)  # type: ignore[no-untyped-call]
             value = await self._call("incr", command)
             return Increment(int(value), replayed=False)
-        value, replayed = await self._call(
-            "evalsha",
-            self._script(keys=[self._key, record_key(self._key, request_id)], args=[self._ttl]),
-        )
+        keys = [self._key, record_key(self._key, request_id)]
+        if self._wait_replicas:
+            value, replayed = await self._call("evalsha", self._replicated(keys))
+        else:
+            value, replayed = await self._call("evalsha", self._script(keys=keys, args=[self._ttl]))
         return Increment(int(value), replayed=bool(replayed))
+
+    async def _replicated(self, keys: list[str]) -> Any:
+        """The script, then WAIT in the same round trip: answered only once enough replicas
+        hold the write. A replayed id waits too, since its first answer may not have."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, self._ttl)
+        pipe.execute_command("WAIT", self._wait_replicas, self._wait_ms)
+        result, acked = await pipe.execute(raise_on_error=False)
+        if isinstance(result, NoScriptError):
+            # A promoted replica has an empty script cache: load it, run it, then wait.
+            result = await self._script(keys=keys, args=[self._ttl])
+            acked = await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                "WAIT", self._wait_replicas, self._wait_ms
+            )
+        if isinstance(result, Exception):
+            raise result
+        if isinstance(acked, Exception):
+            raise acked
+        if int(acked) < self._wait_replicas:
+            raise NotReplicated(f"{acked} of {self._wait_replicas} replicas acknowledged")
+        return result
 
     async def ping(self) -> None:
         """Raise RedisUnavailable unless Redis answers within the timeout."""
@@ -127,6 +180,8 @@ class Counter:
 
     async def close(self) -> None:
         await self._redis.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
 
     async def _call(self, name: str, command: Any) -> Any:
         # A child of an unsampled request span is never sampled (parent-based

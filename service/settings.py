@@ -154,6 +154,16 @@ def host(raw: str) -> str:
     return raw
 
 
+def sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    found = []
+    for item in raw.split(","):
+        name, _, port = item.strip().rpartition(":")
+        if not name:
+            raise ValueError(raw)
+        found.append((host(name), port_number(port)))
+    return tuple(found)
+
+
 def without_password(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.password is None:
@@ -200,6 +210,22 @@ class Settings:
     redis_timeout: float = setting(
         "REDIS_TIMEOUT", 1.0, number(float, 0.001), SECONDS_RULE,
         "seconds a Redis call may take before the request answers 503 with `Retry-After`",
+    )  # fmt: skip
+    # Sentinel discovery and the durability step (compose.ha.yaml sets all three).
+    redis_sentinels: tuple[tuple[str, int], ...] = setting(
+        "REDIS_SENTINELS", (), sentinels,
+        "must be a comma-separated list of host:port (port 1-65535)",
+        "`host:port,...` of Redis Sentinels that name the primary (`REDIS_URL` then gives"
+        " only the db); unset: one Redis at `REDIS_URL`",
+        shown_default="",
+    )  # fmt: skip
+    redis_sentinel_service: str = setting(
+        "REDIS_SENTINEL_SERVICE", "tally", key, KEY_RULE, "the primary's name the Sentinels monitor"
+    )
+    redis_wait_replicas: int = setting(
+        "REDIS_WAIT_REPLICAS", 0, number(int, 0), "must be a whole number of replicas >= 0",
+        "replicas that must hold an increment before it is answered (`WAIT`, within half of"
+        " `REDIS_TIMEOUT`; fewer: 503); 0: no wait",
     )  # fmt: skip
     counter_key: str = setting(
         "COUNTER_KEY", "visitor_count", key, KEY_RULE, "the counter's key (the tutorial's)"

@@ -25,11 +25,14 @@ SERVICES = (
 )  # fmt: skip
 RECEIVER = Path(__file__).parent / "stack" / "otlp_receiver.py"
 ALERT_RECEIVER = Path(__file__).parent / "stack" / "alert_receiver.py"
-# Alertmanager's waits in seconds for the tests; everything else as shipped.
-COMPOSE_FILES = "compose.yaml:tests/stack/compose.alerts.yaml"
 
 
 class Stack:
+    # The compose files, in order (later ones override), and the services `up` starts.
+    # Alertmanager's waits in seconds for the tests; everything else as shipped.
+    files: tuple[str, ...] = ("compose.yaml", "tests/stack/compose.alerts.yaml")
+    services: tuple[str, ...] = SERVICES
+
     def __init__(self) -> None:
         self.project = f"tally-test-{uuid.uuid4().hex[:8]}"
         self.receiver = f"{self.project}-otlp-receiver"
@@ -42,7 +45,7 @@ class Stack:
         # compose() or up() for that call, so no test sees another's.
         self.env: Mapping[str, str] = MappingProxyType({
             **os.environ,
-            "COMPOSE_FILE": COMPOSE_FILES,
+            "COMPOSE_FILE": ":".join(self.files),
             "ALERTMANAGER_PORT": self.alertmanager.rsplit(":", 1)[1],
             "HTTP_PORT": str(self.port),
             "PROMETHEUS_PORT": self.prometheus.rsplit(":", 1)[1],
@@ -109,7 +112,7 @@ class Stack:
         """Converge on the stack's settings (plus `env`): only what differs is recreated."""
         # --no-deps: naming a profiled service enables its whole profile, and the app's
         # optional dependency on Tempo would then be pulled. start() ran redis first.
-        self.compose("up", "-d", "--wait", "--no-deps", *args, *SERVICES, env=env)
+        self.compose("up", "-d", "--wait", "--no-deps", *args, *self.services, env=env)
 
     @contextmanager
     def changed(self, **env: str) -> Iterator[None]:

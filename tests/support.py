@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ops import configuration
 from stack_client import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,11 +45,8 @@ def wait_until(
 
 
 def app_image() -> str:
-    """The app image compose builds: the same variables and defaults as compose.yaml."""
-    from service import __version__
-
-    name = os.environ.get("TALLY_IMAGE") or "tally-app"
-    return f"{name}:{os.environ.get('TALLY_VERSION') or __version__}"
+    """The app image compose builds (ops/configuration.py declares its variables)."""
+    return configuration.app_image(os.environ)
 
 
 def run(

@@ -2,6 +2,8 @@
 # Makes the stack's secrets on first start, into the `secrets` volume: a random
 # password per Redis user (never a default one) and the Redis ACL file with their
 # SHA-256 hashes. Existing passwords are kept; the ACL file is rewritten each start.
+# The HA topology's (compose.ha.yaml) secrets are made too: replicas and Sentinels
+# read them only when that topology runs.
 set -eu
 cd /secrets
 umask 077
@@ -34,6 +36,8 @@ sha256() {
 make_password redis_app_password
 make_password redis_exporter_password
 make_password grafana_admin_password
+make_password redis_replication_password
+make_password redis_sentinel_password
 # redis_exporter reads its password from a JSON map keyed by the full URI, user included.
 printf '{"redis://exporter@redis:6379":"%s"}' "$(cat redis_exporter_password)" >redis_exporter.json
 
@@ -43,17 +47,43 @@ key=${COUNTER_KEY:-visitor_count}
   # them when it replays MULTI/EXEC (our script's effects) from the AOF at start.
   echo "user default off resetpass ~* &* +@all"
   # The app: its counter and idempotency records, and only the commands it sends.
-  echo "user app on #$(sha256 redis_app_password) resetkeys ~${key} ~${key}:request:* resetchannels -@all +ping +get +set +incr +evalsha +script|load +client|setname +client|setinfo +select"
+  echo "user app on #$(sha256 redis_app_password) resetkeys ~${key} ~${key}:request:* resetchannels -@all +ping +get +set +incr +evalsha +script|load +wait +client|setname +client|setinfo +select"
+  # A replica syncing from the primary (masteruser in redis_replication.conf).
+  echo "user replication on #$(sha256 redis_replication_password) resetkeys resetchannels -@all +ping +psync +sync +replconf"
+  # Sentinel: monitors, announces itself on its hello channel, and reconfigures on failover.
+  echo "user sentinel on #$(sha256 redis_sentinel_password) resetkeys allchannels -@all +ping +info +role +multi +exec +slaveof +replicaof +config|rewrite +client|setname +client|kill +publish +subscribe +script|kill"
   # redis_exporter: server statistics, read-only.
   echo "user exporter on #$(sha256 redis_exporter_password) resetkeys ~${key} resetchannels -@all +ping +info +config|get +client|list +client|setname +client|setinfo +slowlog|get +slowlog|len +latency|latest +dbsize +select +memory|stats +cluster|info +module|list +latency|histogram +get +type +strlen +exists"
 } >redis_users.acl.new
 mv redis_users.acl.new redis_users.acl
 
+# Each Redis node of the HA topology includes this: how a replica logs in to its primary.
+printf 'masteruser replication\nmasterauth %s\n' "$(cat redis_replication_password)" \
+  >redis_replication.conf
+
+# Sentinel keeps its users and passwords in its own config (it has no ACL file); each
+# Sentinel adds these lines to ops/redis/sentinel.conf on first start. The monitored
+# primary's name comes from that file, its one source.
+service=$(awk '$1 == "sentinel" && $2 == "monitor" { print $3 }' /ops/redis/sentinel.conf)
+{
+  echo "sentinel auth-user ${service} sentinel"
+  echo "sentinel auth-pass ${service} $(cat redis_sentinel_password)"
+  # Sentinels log in to each other as user sentinel too.
+  echo "sentinel sentinel-user sentinel"
+  echo "sentinel sentinel-pass $(cat redis_sentinel_password)"
+  echo "user default off"
+  echo "user sentinel on #$(sha256 redis_sentinel_password) allchannels +@all"
+  # The app only asks where the primary is.
+  echo "user app on #$(sha256 redis_app_password) resetchannels -@all +ping +sentinel|masters +sentinel|slaves +sentinel|replicas +sentinel|get-master-addr-by-name +client|setname +client|setinfo"
+} >sentinel_auth.conf.new
+mv sentinel_auth.conf.new sentinel_auth.conf
+
 # Each secret readable by the one user that needs it, nobody else.
 # The exporter's plain password stays root's: only its hash and the JSON leave here.
 chmod 0400 redis_users.acl redis_app_password redis_exporter_password redis_exporter.json \
-  grafana_admin_password
-chown redis:redis redis_users.acl
+  grafana_admin_password redis_replication_password redis_sentinel_password \
+  redis_replication.conf sentinel_auth.conf
+chown redis:redis redis_users.acl redis_replication.conf sentinel_auth.conf redis_sentinel_password
 chown 10001:10001 redis_app_password   # the app image's user
 chown 59000:59000 redis_exporter.json  # redis_exporter's user
 chown 472:0 grafana_admin_password     # grafana's user

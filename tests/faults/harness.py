@@ -203,6 +203,22 @@ class Load:
         )
 
 
+def assert_under_load(load: Load, fault_at: float, after: bool = True) -> None:
+    """The fault landed inside a running load, not before it began or after it stalled.
+    A count, not a rate: this machine's speed drifts by 2x within a day."""
+    before, since = load.attempts_around(fault_at)
+    assert before >= MIN_ATTEMPTS, f"load too light: {before} attempts before the fault"
+    if after:
+        assert since >= MIN_ATTEMPTS, f"load too light: {since} attempts after the fault"
+
+
+def assert_exact(row: Row, load: Load, fault_at: float) -> None:
+    """Under load across the fault, and every request counted exactly once."""
+    assert_under_load(load, fault_at)
+    assert row.lost == 0
+    assert row.double_counted == 0
+
+
 def table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]

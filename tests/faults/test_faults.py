@@ -16,7 +16,14 @@ import pytest
 
 from stack_client import read_count
 from tests.compose_stack import Stack
-from tests.faults.harness import MIN_ATTEMPTS, READ_RETRY, Load, Row, steady
+from tests.faults.harness import (
+    READ_RETRY,
+    Load,
+    Row,
+    assert_exact,
+    assert_under_load,
+    steady,
+)
 from tests.support import run, wait_until
 
 # A 503 may take the Redis timeout and this much more, as the replica measures it.
@@ -53,15 +60,6 @@ def healthy(container_id: str) -> bool:
     return out.stdout.strip() == "healthy"
 
 
-def assert_under_load(load: Load, fault_at: float, after: bool = True) -> None:
-    """The fault landed inside a running load, not before it began or after it stalled.
-    A count, not a rate: this machine's speed drifts by 2x within a day."""
-    before, since = load.attempts_around(fault_at)
-    assert before >= MIN_ATTEMPTS, f"load too light: {before} attempts before the fault"
-    if after:
-        assert since >= MIN_ATTEMPTS, f"load too light: {since} attempts after the fault"
-
-
 def assert_503s_answered_in_time(stack: Stack, load: Load, timeout_ms: float) -> None:
     """Each 503 a replica gave took at most the Redis timeout plus MARGIN_MS as the replica
     measured it (its access line's duration_ms), not on this client's clock, which adds
@@ -78,13 +76,6 @@ def assert_503s_answered_in_time(stack: Stack, load: Load, timeout_ms: float) ->
     logged = wait_until(lines, 30, f"access lines of {len(answered)} 503s")
     slow = [line for line in logged if line["duration_ms"] > timeout_ms + MARGIN_MS]
     assert not slow, slow[:5]
-
-
-def assert_exact(row: Row, load: Load, fault_at: float) -> None:
-    """Under load across the fault, and every request counted exactly once."""
-    assert_under_load(load, fault_at)
-    assert row.lost == 0
-    assert row.double_counted == 0
 
 
 def assert_no_request_failed(row: Row, load: Load, fault_at: float, report: list[Row]) -> None:

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from stack_client import JSON
+from tests.settings_cases import INVALID
 from tests.support import ROOT, AppProcess, RedisContainer, redis_container, wait_until
-from tests.unit.test_settings import INVALID
 
 
 def test_count_increments_the_tutorials_key_by_default(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import sys
+import threading
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -61,7 +62,11 @@ class Receiver(BaseHTTPRequestHandler):
                         "resource": resource,
                         "attributes": attribute_values(span.attributes),
                     }
-                    print(json.dumps(line), flush=True)
+                    # One write under the lock: print's text and its newline are two
+                    # writes, and the replicas' exports arrive on threads side by side.
+                    with OUTPUT:
+                        sys.stdout.write(json.dumps(line) + "\n")
+                        sys.stdout.flush()
         payload = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -74,6 +79,7 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 DISCARD = "--discard" in sys.argv
+OUTPUT = threading.Lock()
 
 if __name__ == "__main__":
     ThreadingHTTPServer(("0.0.0.0", 4318), Receiver).serve_forever()  # noqa: S104

@@ -13,6 +13,10 @@ def test_compose_config_is_valid_for_every_profile(profile: str | None) -> None:
     run("docker", "compose", *flags, "config", "-q")
 
 
+def test_compose_config_is_valid_with_the_ha_topology() -> None:
+    run("docker", "compose", "-f", "compose.yaml", "-f", "compose.ha.yaml", "config", "-q")
+
+
 def test_nginx_accepts_our_config() -> None:
     nginx = ROOT / "ops" / "nginx"
     result = run(

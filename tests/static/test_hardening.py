@@ -17,7 +17,11 @@ STARTS_AS_ROOT = {
     "redis": "the image's entrypoint chowns /data, then drops to user redis",
     "nginx": "the master binds :80 and starts its workers as user nginx",
     "secrets": "one-shot with no network: writes each secret owned by its one reader",
+    "redis-2": "as redis: ops/redis/ha.sh finds the primary, then the entrypoint drops to redis",
+    "redis-3": "as redis: ops/redis/ha.sh finds the primary, then the entrypoint drops to redis",
 }
+# The HA topology's override (README "Redis failover"): its services are checked too.
+HA = "compose.ha.yaml"
 
 
 def declared_services() -> list[str]:
@@ -25,7 +29,7 @@ def declared_services() -> list[str]:
     runs no command (a test below checks them against what compose resolves)."""
     main = yaml.safe_load((ROOT / "compose.yaml").read_text())
     names = set(main["services"])
-    for included in main.get("include", []):
+    for included in [*main.get("include", []), HA]:
         names |= set(yaml.safe_load((ROOT / included).read_text())["services"])
     return sorted(names)
 
@@ -35,11 +39,17 @@ NAMES = declared_services()
 
 @pytest.fixture(scope="module")
 def services() -> dict[str, dict[str, Any]]:
-    """Every service of every profile as `docker compose config` resolves it."""
+    """Every service of every profile as `docker compose config` resolves it, and those
+    compose.ha.yaml adds (the ones it overrides keep the core's hardening)."""
     flags = [arg for profile in PROFILES for arg in ("--profile", profile)]
-    config = json.loads(run("docker", "compose", *flags, "config", "--format", "json").stdout)
-    result: dict[str, dict[str, Any]] = config["services"]
-    return result
+
+    def resolved(*files: str) -> dict[str, dict[str, Any]]:
+        files_ = [arg for name in files for arg in ("-f", name)]
+        out = run("docker", "compose", *files_, *flags, "config", "--format", "json").stdout
+        result: dict[str, dict[str, Any]] = json.loads(out)["services"]
+        return result
+
+    return {**resolved("compose.yaml", HA), **resolved("compose.yaml")}
 
 
 def test_every_declared_service_is_checked(services: dict[str, dict[str, Any]]) -> None:
