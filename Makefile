@@ -11,7 +11,17 @@ USERS ?= 50
 SPAWN_RATE ?= 10
 DURATION ?= 30s
 
-.PHONY: help install test test-fast test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format docs dashboards slo load up down logs ps
+# make swarm-up: the stack on a Docker Swarm (README, "Beyond one host"). TALLY_STACK names
+# the stack and prefixes its secrets; OBSERVABILITY=1 adds Prometheus, the exporters,
+# Grafana and Tempo; REGISTRY=host:port puts the app image there (make push) for every node.
+export TALLY_STACK ?= tally
+SWARM_FILES = -c ops/swarm/stack.yaml $(if $(OBSERVABILITY),-c ops/swarm/observability.yaml)
+ifdef REGISTRY
+export TALLY_IMAGE := $(REGISTRY)/tally-app
+endif
+
+.PHONY: help install test test-fast test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format docs dashboards slo load up down logs ps \
+	test-swarm swarm-stack swarm-secrets swarm-up swarm-down push
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,8 +30,8 @@ install: ## install the locked Python dependencies into .venv (installs uv if mi
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 
-test: install lint ## every tier (what CI runs): lint, unit, integration, static, stack, browser, load, faults
-	$(PYTEST) tests/unit tests/integration tests/static tests/stack tests/browser tests/load tests/faults
+test: install lint ## every tier (what CI runs): lint, unit, integration, static, stack, browser, load, faults, swarm
+	$(PYTEST) tests/unit tests/integration tests/static tests/stack tests/browser tests/load tests/faults tests/swarm
 
 test-fast: install lint ## lint, unit and static: no stack, a couple of minutes
 	$(PYTEST) -m "unit or static"
@@ -43,6 +53,9 @@ test-stack: install ## the compose stack end to end
 
 test-faults: install ## faults under load (replica killed, restarts, Redis killed/paused, nginx reload)
 	$(PYTEST) -m faults
+
+test-swarm: install ## the stack on a single-node Docker Swarm: scale, rolling update, rollback
+	$(PYTEST) -m swarm
 
 reliability: test-faults ## run the faults and print their table (recorded in docs/RELIABILITY.md)
 
@@ -98,3 +111,23 @@ logs: ## follow the stack's logs
 
 ps: ## list the stack's containers
 	docker compose ps
+
+swarm-stack: install ## regenerate ops/swarm/*.yaml from the compose files and ops/swarm/swarm.yaml
+	$(UV) run --frozen python ops/swarm/render.py
+
+swarm-secrets: install ## create the Swarm stack's secrets from random bytes (kept when they exist)
+	$(UV) run --frozen python ops/swarm/secrets.py
+
+swarm-up: swarm-secrets ## build the app image, deploy the stack to this swarm and wait for it
+	docker compose build app
+	docker stack deploy --detach=false $(SWARM_FILES) $(TALLY_STACK)
+
+swarm-down: ## remove the Swarm stack (its volume keeps the count, its secrets stay)
+	docker stack rm $(TALLY_STACK)
+	@# Its networks go in the background; a deploy before they are gone fails.
+	@until [ -z "$$(docker network ls -q -f label=com.docker.stack.namespace=$(TALLY_STACK))" ]; do sleep 1; done
+
+push: ## build the app image and push it to REGISTRY (every Swarm node pulls it from there)
+	@test -n "$(REGISTRY)" || { echo "usage: REGISTRY=registry.example.com:5000 make push"; exit 2; }
+	docker compose build app
+	docker compose push app

@@ -56,7 +56,11 @@ COMPOSE_VARIABLES = (
     ComposeVariable("TALLY_VERSION", __version__, "the app image's tag (service/__init__.py)"),
     ComposeVariable("PROMETHEUS_PORT", "9090", "Prometheus's UI on the host's loopback"),
     ComposeVariable("GRAFANA_PORT", "3000", "Grafana's UI on the host's loopback"),
-    ComposeVariable("PROMETHEUS_RETENTION", "15d", "how long Prometheus keeps samples"),
+    ComposeVariable(
+        "PROMETHEUS_RETENTION",
+        "31d",
+        "how long Prometheus keeps samples (the SLOs' 30 days and one)",
+    ),
     ComposeVariable("ALERTMANAGER_PORT", "9093", "Alertmanager's UI on the host's loopback"),
     ComposeVariable(
         "ALERTMANAGER_EMAIL_TO", "", "where alert email goes (with the SMTP password's secret)"

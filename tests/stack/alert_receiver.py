@@ -6,15 +6,27 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT = 9000
 
 
+# The server answers on many threads: a lock keeps each line whole, one write each
+# (print's text and newline are two writes, and two threads' lines could mix).
+_OUTPUT = threading.Lock()
+
+
+def emit(line: str) -> None:
+    with _OUTPUT:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 class Receiver(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        print(json.dumps(json.loads(body)), flush=True)
+        emit(json.dumps(json.loads(body)))
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()

@@ -49,9 +49,12 @@ def short_window(burn: dict[str, Any]) -> str:
     return windows[1]
 
 
-def notified(stack: Stack, alertname: str, status: str, **labels: str) -> dict[str, Any] | None:
-    """The first notification carrying that alert in that status (firing or resolved)."""
-    for notification in stack.notifications():
+def notified(
+    stack: Stack, alertname: str, status: str, after: int = 0, **labels: str
+) -> dict[str, Any] | None:
+    """The first notification carrying that alert in that status (firing or resolved),
+    among those after the first `after` (the ones before a fault are not its doing)."""
+    for notification in stack.notifications()[after:]:
         for alert in notification["alerts"]:
             if (
                 alert["labels"]["alertname"] == alertname
@@ -63,43 +66,55 @@ def notified(stack: Stack, alertname: str, status: str, **labels: str) -> dict[s
     return None
 
 
+def running_replicas_healthy(stack: Stack) -> bool:
+    ids = [row["ID"] for row in stack.containers("app")]
+    states = run("docker", "inspect", "-f", "{{.State.Health.Status}}", *ids).stdout.split()
+    return all(state == "healthy" for state in states)
+
+
 @pytest.fixture
 def restore(stack: Stack) -> Iterator[None]:
-    """Other stack tests share this stack: bring every service back, whatever happened."""
+    """Other stack tests share this stack: bring every service back, whatever happened.
+    Requested before `traffic`, so it runs once the traffic has stopped; the replicas that
+    kept running may have missed probes on a busy machine, and `up --wait` gives up on a
+    container it finds unhealthy, so they get the time to pass one first."""
     yield
+    wait_until(lambda: running_replicas_healthy(stack), 120, "running replicas healthy", 1)
     stack.up()
     wait_until(lambda: len(stack.app_targets_up()) == 3, 60, "3 app targets up again")
 
 
 def test_a_killed_replica_notifies_replica_down_without_all_down(
-    stack: Stack, traffic: None, restore: None
+    stack: Stack, restore: None, traffic: None
 ) -> None:
     wait_until(lambda: len(stack.app_targets_up()) == 3, 60, "3 app targets up in Prometheus")
     victim = stack.containers("app")[0]["ID"]
     replica = victim[:12]  # its hostname: the replica id
+    # A stack started on a busy machine may have paged "all down" before its replicas were up.
+    before = len(stack.notifications())
     run("docker", "kill", victim)
 
     found = wait_until(
-        lambda: notified(stack, "TallyReplicaDown", "firing", replica=replica),
+        lambda: notified(stack, "TallyReplicaDown", "firing", before, replica=replica),
         deadline("TallyReplicaDown"),
         f"TallyReplicaDown for {replica} at the webhook",
         interval=1,
     )
     assert found is not None
     assert found["receiver"] == "ticket"
-    assert notified(stack, "TallyAllReplicasDown", "firing") is None
-    assert notified(stack, "TallyReplicaDown", "firing", severity="ticket", job="tally")
+    assert notified(stack, "TallyAllReplicasDown", "firing", before) is None
 
 
 def test_redis_stopped_pages_redis_down_and_the_availability_burn_then_both_resolve(
-    stack: Stack, traffic: None, restore: None
+    stack: Stack, restore: None, traffic: None
 ) -> None:
     page = {"severity": "page", "window": "1h"}
     wait_until(lambda: stack.query('redis_up{job="redis"} == 1'), 60, "redis_up == 1")
+    before = len(stack.notifications())
     stack.compose("stop", "redis")
 
     redis_down = wait_until(
-        lambda: notified(stack, "TallyRedisDown", "firing"),
+        lambda: notified(stack, "TallyRedisDown", "firing", before),
         deadline("TallyRedisDown"),
         "TallyRedisDown at the webhook",
         interval=1,
@@ -107,7 +122,7 @@ def test_redis_stopped_pages_redis_down_and_the_availability_burn_then_both_reso
     assert redis_down is not None
     assert redis_down["receiver"] == "page"
     burn = wait_until(
-        lambda: notified(stack, "TallyAvailabilityBudgetBurn", "firing", **page),
+        lambda: notified(stack, "TallyAvailabilityBudgetBurn", "firing", before, **page),
         deadline("TallyAvailabilityBudgetBurn", **page),
         "the availability page (14.4x over 1h and 5m) at the webhook",
         interval=1,
@@ -119,14 +134,14 @@ def test_redis_stopped_pages_redis_down_and_the_availability_burn_then_both_reso
 
     stack.compose("start", "redis")
     wait_until(
-        lambda: notified(stack, "TallyRedisDown", "resolved"),
+        lambda: notified(stack, "TallyRedisDown", "resolved", before),
         60 + PIPELINE + MARGIN,
         "TallyRedisDown resolved at the webhook",
         interval=1,
     )
     # The burn ends once the short window (5m) no longer holds the outage's errors.
     wait_until(
-        lambda: notified(stack, "TallyAvailabilityBudgetBurn", "resolved", **page),
+        lambda: notified(stack, "TallyAvailabilityBudgetBurn", "resolved", before, **page),
         seconds(short_window(rule("TallyAvailabilityBudgetBurn", **page))) + PIPELINE + MARGIN * 2,
         "the availability page resolved at the webhook",
         interval=2,

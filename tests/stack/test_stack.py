@@ -120,11 +120,13 @@ def test_only_nginx_publishes_a_port_and_the_uis_only_on_loopback(stack: Stack) 
         if p.get("PublishedPort")
     }
     prometheus_port = int(stack.prometheus.rsplit(":", 1)[1])
+    alertmanager_port = int(stack.alertmanager.rsplit(":", 1)[1])
     assert {(service, port) for service, _, port in published} == {
         ("nginx", stack.port),
         ("prometheus", prometheus_port),
+        ("alertmanager", alertmanager_port),
     }
-    assert {url for service, url, _ in published if service == "prometheus"} == {"127.0.0.1"}
+    assert {url for service, url, _ in published if service != "nginx"} == {"127.0.0.1"}
 
 
 def test_redis_refuses_a_client_without_credentials(stack: Stack) -> None:

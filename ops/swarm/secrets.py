@@ -1,0 +1,105 @@
+"""Creates the stack's Swarm secrets from random bytes, the same files the compose stack makes.
+
+ops/secrets/init.sh (compose's one-shot) runs in a throwaway redis:8.0 container with
+no network, on a tmpfs: random passwords and the Redis ACL file with their SHA-256
+hashes. The files come back as a tar stream on stdout, straight into
+`docker secret create`: nothing touches the disk. A secret cannot change, and the ACL
+must match the passwords, so the set is made whole or not at all; existing ones are
+kept (the stack's passwords outlive a redeploy, like the compose stack's volume).
+
+    TALLY_STACK=tally uv run python ops/swarm/secrets.py           # create when missing
+    TALLY_STACK=tally uv run python ops/swarm/secrets.py --remove  # delete them
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+INIT = HERE.parent / "secrets" / "init.sh"
+STACK_FILES = ("stack.yaml", "observability.yaml")
+LABEL = "tally.stack"
+
+
+def wanted(stack: str) -> list[str]:
+    """Every secret the stack files use, as `<stack>_<file init.sh writes>`."""
+    keys: set[str] = set()
+    for name in STACK_FILES:
+        keys |= set(yaml.safe_load((HERE / name).read_text()).get("secrets", {}))
+    return sorted(f"{stack}_{key}" for key in keys)
+
+
+def existing() -> set[str]:
+    out = subprocess.run(
+        ["docker", "secret", "ls", "--format", "{{.Name}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return set(out.split())
+
+
+def generate() -> dict[str, bytes]:
+    """init.sh's files, made in a container that keeps them in memory and exits."""
+    environment = (
+        ["-e", f"COUNTER_KEY={os.environ['COUNTER_KEY']}"] if "COUNTER_KEY" in os.environ else []
+    )
+    result = subprocess.run(
+        ["docker", "run", "--rm", "-i", "--network", "none", "--read-only",
+         "--tmpfs", "/secrets:mode=0700", "--cap-drop", "ALL",
+         "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE", "--cap-add", "FOWNER",
+         *environment, "--entrypoint", "/bin/sh", "redis:8.0",
+         "-c", "sh -s >&2 && tar -C /secrets -cf - ."],
+        input=INIT.read_bytes(), capture_output=True, check=True,
+    )  # fmt: skip
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
+        for member in archive.getmembers():
+            data = archive.extractfile(member) if member.isfile() else None
+            if data is not None:
+                files[Path(member.name).name] = data.read()
+    return files
+
+
+def create(stack: str) -> None:
+    names = wanted(stack)
+    present = existing() & set(names)
+    if present == set(names):
+        print(f"secrets: {len(names)} for stack {stack} exist, kept")
+        return
+    if present:
+        sys.exit(
+            f"secrets: only some of the stack's secrets exist ({', '.join(sorted(present))});"
+            " the ACL must match the passwords: remove them (--remove) and run this again"
+        )
+    files = generate()
+    for name in names:
+        subprocess.run(
+            ["docker", "secret", "create", "--label", f"{LABEL}={stack}", name, "-"],
+            input=files[name.removeprefix(f"{stack}_")], capture_output=True, check=True,
+        )  # fmt: skip
+    print(f"secrets: created {', '.join(names)}")
+
+
+def remove(stack: str) -> None:
+    present = sorted(existing() & set(wanted(stack)))
+    if present:
+        subprocess.run(["docker", "secret", "rm", *present], capture_output=True, check=True)
+    print(f"secrets: removed {len(present)} for stack {stack}")
+
+
+def main() -> None:
+    stack = os.environ.get("TALLY_STACK") or "tally"
+    if "--remove" in sys.argv[1:]:
+        remove(stack)
+    else:
+        create(stack)
+
+
+if __name__ == "__main__":
+    main()
