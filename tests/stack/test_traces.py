@@ -96,13 +96,16 @@ def test_traces_flow_once_tempo_is_up_however_late_it_starts(stack: Stack) -> No
             lambda: traced_request(stack) and logged_events(stack, "traces_undelivered"),
             60,
             "a replica to say its spans are not delivered",
+            0.5,
         )
     finally:
         run("docker", "start", stack.receiver)
-    request_id = wait_until(
-        lambda: (rid := traced_request(stack)) and server_spans_for(stack, {rid}) and rid,
-        60,
-        "a traced request's span to reach Tempo once it is up",
-    )
-    assert request_id
+    # Spans leave in batches: keep sending, and look for any of the requests sent so far.
+    sent: set[str] = set()
+
+    def delivered() -> list[dict[str, Any]]:
+        sent.add(traced_request(stack))
+        return server_spans_for(stack, sent)
+
+    wait_until(delivered, 60, "a traced request's span to reach Tempo once it is up", 0.5)
     assert logged_events(stack, "traces_delivered")
