@@ -24,6 +24,8 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 INIT = HERE.parent / "secrets" / "init.sh"
+# init.sh reads the Sentinels' monitored primary's name from here (its one source).
+SENTINEL_CONF = HERE.parent / "redis" / "sentinel.conf"
 STACK_FILES = ("stack.yaml", "observability.yaml")
 LABEL = "tally.stack"
 
@@ -53,6 +55,7 @@ def generate() -> dict[str, bytes]:
         ["docker", "run", "--rm", "-i", "--network", "none", "--read-only",
          "--tmpfs", "/secrets:mode=0700", "--cap-drop", "ALL",
          "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE", "--cap-add", "FOWNER",
+         "-v", f"{SENTINEL_CONF}:/ops/redis/sentinel.conf:ro",
          *environment, "--entrypoint", "/bin/sh", "redis:8.0",
          "-c", "sh -s >&2 && tar -C /secrets -cf - ."],
         input=INIT.read_bytes(), capture_output=True, check=True,

@@ -41,7 +41,8 @@ def locust(host: str, users: int, duration: str, *extra: str) -> subprocess.Comp
 
 def requests_made(summary: str) -> int:
     """The run's request count from the summary the locustfile prints."""
-    return int(re.findall(r"^  requests (\d+),", summary, re.MULTILINE)[-1])
+    # Compose prefixes each line with the container's name and a bar.
+    return int(re.findall(r"^(?:\S+\s+\| )?  requests (\d+),", summary, re.MULTILINE)[-1])
 
 
 def assert_server_p99_within_limit(stack: Stack, since: float, requests: int) -> None:
