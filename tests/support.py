@@ -173,3 +173,28 @@ class AppProcess:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=10)
+
+
+# Services whose process starts as root, each for a reason, with every other capability dropped.
+STARTS_AS_ROOT = {
+    "redis": "the image's entrypoint chowns /data, then drops to user redis",
+    "nginx": "the master binds :80 and starts its workers as user nginx",
+    "secrets": "one-shot with no network: writes each secret owned by its one reader",
+    "redis-2": "as redis: ops/redis/ha.sh finds the primary, then the entrypoint drops to redis",
+    "redis-3": "as redis: ops/redis/ha.sh finds the primary, then the entrypoint drops to redis",
+}
+
+
+def assert_locked_down(name: str, service: dict[str, Any]) -> None:
+    """What every service of ours gets, in compose and on Swarm: all capabilities dropped, a
+    read-only root, no Docker socket, and non-root unless it starts as root for its reason."""
+    assert service.get("cap_drop") == ["ALL"]
+    assert service.get("read_only") is True
+    for volume in service.get("volumes", []):
+        assert "docker.sock" not in str(volume.get("source", ""))
+    if name not in STARTS_AS_ROOT:
+        assert str(service.get("user", "")).split(":")[0] not in ("root", "0")
+    else:
+        assert set(service.get("cap_add", [])) <= {
+            "CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE", "DAC_OVERRIDE", "FOWNER",
+        }  # fmt: skip
