@@ -18,9 +18,14 @@ def dashboards() -> dict[Path, dict[str, Any]]:
     return {path: json.loads(path.read_text()) for path in sorted(DASHBOARD_DIR.glob("*.json"))}
 
 
-def panel_queries() -> Iterator[tuple[str, str, str]]:
-    """(dashboard uid, panel title, query with variables resolved) for every panel target."""
+def panel_queries(
+    tag: str | None = None, without: str | None = None
+) -> Iterator[tuple[str, str, str]]:
+    """(dashboard uid, panel title, query with variables resolved) for every panel target
+    of the dashboards tagged `tag` (all when None) and not tagged `without`."""
     for board in dashboards().values():
+        if (tag and tag not in board["tags"]) or (without and without in board["tags"]):
+            continue
         for panel in board["panels"]:
             for target in panel["targets"]:
                 expr = target["expr"]

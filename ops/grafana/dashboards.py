@@ -70,6 +70,7 @@ def dashboard(
     description: str,
     panels: list[Panel],
     variables: list[dict[str, Any]] | None = None,
+    tags: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     x = y = row_height = 0
     for number, p in enumerate(panels, start=1):
@@ -85,7 +86,7 @@ def dashboard(
         "uid": uid,
         "title": title,
         "description": description,
-        "tags": ["tally"],
+        "tags": ["tally", *tags],
         "editable": False,
         "schemaVersion": 41,
         "version": 1,
@@ -246,66 +247,182 @@ overview = dashboard(
     [replica_variable],
 )
 
+# The node that is the primary now: one node in compose.yaml's stack, whichever the
+# Sentinels promoted in compose.ha.yaml's. The counter's figures are the primary's; the
+# replicas hold copies, and summing over every node would count each key three times.
+PRIMARY = 'redis_instance_info{job="redis", role="master"}'
+
+
+def on_primary(expr: str) -> str:
+    return f"({expr}) and on (instance) {PRIMARY}"
+
+
+def node(metric: str) -> str:
+    return f'{metric}{{job="redis"}}'
+
+
+def node_rate(metric: str) -> str:
+    return f"rate({node(metric)}[{RATE}])"
+
+
 redis = dashboard(
     "tally-redis",
     "tally / Redis",
-    "The counter's store: up, memory against maxmemory, commands, clients, persistence.",
+    "The counter's store: up, memory against maxmemory, commands, clients, persistence."
+    " The counter's figures are the primary's; with replicas, see tally / Redis replication.",
     [
-        stat("Redis up", "1 when redis_exporter reaches Redis.", 'redis_up{job="redis"}'),
+        panel(
+            "stat",
+            "Redis up",
+            "1 when redis_exporter reaches the node; every node with replicas.",
+            [target('redis_up{job="redis"}', "{{instance}}")],
+            width=4,
+            height=4,
+        ),
         stat(
             "Memory used / max",
-            "Above 90% the idempotency records start to be evicted.",
-            'redis_memory_used_bytes{job="redis"} / redis_memory_max_bytes{job="redis"}',
+            "The primary's; above 90% the idempotency records start to be evicted.",
+            on_primary(
+                'redis_memory_used_bytes{job="redis"} / redis_memory_max_bytes{job="redis"}'
+            ),
             "percentunit",
         ),
         stat(
             "Keys",
             "The counter plus one idempotency record per recent request.",
-            'sum(redis_db_keys{job="redis"})',
+            f"sum({on_primary(node('redis_db_keys'))})",
         ),
         stat(
             "Clients",
-            "Connected clients (the replicas' pools and the exporter).",
-            'redis_connected_clients{job="redis"}',
+            "Connected to the primary (the replicas' pools, the exporter, Redis replicas).",
+            on_primary('redis_connected_clients{job="redis"}'),
         ),
         stat(
             "AOF last write",
-            "1 = ok; 0 means writes are not durable.",
-            'redis_aof_last_write_status{job="redis"}',
+            "1 = ok; 0 means writes are not durable. The lowest of every node.",
+            'min(redis_aof_last_write_status{job="redis"})',
         ),
-        stat("RDB last save", "1 = ok.", 'redis_rdb_last_bgsave_status{job="redis"}'),
+        stat(
+            "RDB last save",
+            "1 = ok; the lowest of every node.",
+            'min(redis_rdb_last_bgsave_status{job="redis"})',
+        ),
         series(
             "Commands/s",
-            "By command.",
-            target(f'sum by (cmd) (rate(redis_commands_total{{job="redis"}}[{RATE}]))', "{{cmd}}"),
+            "On the primary, by command.",
+            target(
+                f"sum by (cmd) ({on_primary(node_rate('redis_commands_total'))})",
+                "{{cmd}}",
+            ),
             unit="ops",
         ),
         series(
             "Memory",
-            "Used against maxmemory.",
-            target('redis_memory_used_bytes{job="redis"}', "used"),
-            target('redis_memory_max_bytes{job="redis"}', "max"),
+            "The primary's used against maxmemory.",
+            target(on_primary('redis_memory_used_bytes{job="redis"}'), "used"),
+            target(on_primary('redis_memory_max_bytes{job="redis"}'), "max"),
             unit="bytes",
         ),
         series(
             "Expired and evicted keys/s",
-            "Evictions mean memory pressure.",
-            target(f'rate(redis_expired_keys_total{{job="redis"}}[{RATE}])', "expired"),
-            target(f'rate(redis_evicted_keys_total{{job="redis"}}[{RATE}])', "evicted"),
+            "On the primary; evictions mean memory pressure.",
+            target(on_primary(f'rate(redis_expired_keys_total{{job="redis"}}[{RATE}])'), "expired"),
+            target(on_primary(f'rate(redis_evicted_keys_total{{job="redis"}}[{RATE}])'), "evicted"),
             unit="ops",
         ),
         series(
             "Time per command",
-            "Mean seconds per call, by command.",
+            "Mean seconds per call on the primary, by command.",
             target(
-                f'sum by (cmd) (rate(redis_commands_duration_seconds_total{{job="redis"}}'
-                f'[{RATE}])) / sum by (cmd) (rate(redis_commands_total{{job="redis"}}'
-                f"[{RATE}]))",
+                f"sum by (cmd) ({on_primary(node_rate('redis_commands_duration_seconds_total'))})"
+                f" / sum by (cmd) ({on_primary(node_rate('redis_commands_total'))})",
                 "{{cmd}}",
             ),
             unit="s",
         ),
     ],
+    tags=("redis",),
+)
+
+# Only compose.ha.yaml's topology has replicas and Sentinels: its panels are a dashboard
+# of their own, tagged `ha`: empty on the one-node stack.
+replication = dashboard(
+    "tally-redis-replication",
+    "tally / Redis replication",
+    "The primary, its replicas and the Sentinels (compose.ha.yaml): who is the primary,"
+    " how far behind the replicas are, failovers.",
+    [
+        panel(
+            "stat",
+            "Primary",
+            "The node that takes the writes now.",
+            [target(PRIMARY, "{{instance}}")],
+            width=4,
+            height=4,
+            options={"textMode": "name"},
+        ),
+        stat(
+            "Replicas in sync",
+            "Replicas connected to the primary. Below 1 the primary refuses increments"
+            " (min-replicas-to-write), and /count answers 503.",
+            on_primary('redis_connected_slaves{job="redis"}'),
+        ),
+        stat(
+            "Failovers",
+            "Sentinel's config epoch: one more per failover since the Sentinels first met.",
+            'max(redis_sentinel_master_config_epoch{job="sentinel"})',
+        ),
+        panel(
+            "stat",
+            "Sentinels up",
+            "1 when redis_exporter reaches the Sentinel. Two of three must agree to fail over.",
+            [target('redis_up{job="sentinel"}', "{{instance}}")],
+            width=4,
+            height=4,
+        ),
+        stat(
+            "Sentinel quorum",
+            "1 when the Sentinels can authorize a failover (SENTINEL CKQUORUM).",
+            'max(redis_sentinel_master_ckquorum_status{job="sentinel"})',
+        ),
+        stat(
+            "Sentinels in TILT",
+            "Sentinels that stopped acting (their clock or the machine stalled).",
+            'sum(redis_sentinel_tilt{job="sentinel"})',
+        ),
+        series(
+            "Role by node",
+            "1 = primary, 0 = replica: a failover shows as the 1 moving to another node.",
+            target(
+                'max by (instance) (redis_instance_info{job="redis", role="master"})'
+                ' or 0 * max by (instance) (redis_instance_info{job="redis"})',
+                "{{instance}}",
+            ),
+        ),
+        series(
+            "Replication lag",
+            "Seconds since each replica last acknowledged the primary's stream; past 5 s"
+            " it no longer counts for min-replicas-to-write.",
+            target('redis_connected_slave_lag_seconds{job="redis"}', "{{slave_ip}}"),
+            unit="s",
+        ),
+        series(
+            "Replication offset behind the primary",
+            "Bytes of the primary's stream each replica has not yet acknowledged.",
+            target(
+                f"max({on_primary(node('redis_master_repl_offset'))})"
+                ' - on () group_right () redis_connected_slave_offset_bytes{job="redis"}',
+                "{{slave_ip}}",
+            ),
+            unit="bytes",
+        ),
+        series(
+            "Replica link",
+            "1 while a replica's link to its primary is up.",
+            target('redis_master_link_up{job="redis"}', "{{instance}}"),
+        ),
+    ],
+    tags=("redis", "ha"),
 )
 
 nginx = dashboard(
@@ -412,6 +529,7 @@ slo = dashboard(
 DASHBOARDS = {
     "overview.json": overview,
     "redis.json": redis,
+    "redis-replication.json": replication,
     "nginx.json": nginx,
     "slo.json": slo,
 }

@@ -38,8 +38,18 @@ make_password redis_exporter_password
 make_password grafana_admin_password
 make_password redis_replication_password
 make_password redis_sentinel_password
-# redis_exporter reads its password from a JSON map keyed by the full URI, user included.
-printf '{"redis://exporter@redis:6379":"%s"}' "$(cat redis_exporter_password)" >redis_exporter.json
+# redis_exporter reads its password from a JSON map keyed by the full URI, user included:
+# one entry per target Prometheus asks it to scrape (ops/prometheus/targets/), that is
+# every Redis node and Sentinel of the topology (compose.ha.yaml sets both lists).
+{
+  sep='{'
+  for target in $(echo "${REDIS_NODES:-redis}" | tr ' ' '\n' | sed 's/$/:6379/') \
+    $(echo "${REDIS_SENTINELS:-}" | tr ',' ' '); do
+    printf '%s"redis://exporter@%s":"%s"' "$sep" "$target" "$(cat redis_exporter_password)"
+    sep=,
+  done
+  echo '}'
+} >redis_exporter.json
 
 key=${COUNTER_KEY:-visitor_count}
 {
@@ -73,6 +83,8 @@ service=$(awk '$1 == "sentinel" && $2 == "monitor" { print $3 }' /ops/redis/sent
   echo "sentinel sentinel-pass $(cat redis_sentinel_password)"
   echo "user default off"
   echo "user sentinel on #$(sha256 redis_sentinel_password) allchannels +@all"
+  # redis_exporter: Sentinel's view of the primary, its replicas and its peers.
+  echo "user exporter on #$(sha256 redis_exporter_password) resetchannels -@all +ping +info +sentinel|masters +sentinel|master +sentinel|slaves +sentinel|replicas +sentinel|sentinels +sentinel|ckquorum +client|setname +client|setinfo"
   # The app only asks where the primary is.
   echo "user app on #$(sha256 redis_app_password) resetchannels -@all +ping +sentinel|masters +sentinel|slaves +sentinel|replicas +sentinel|get-master-addr-by-name +client|setname +client|setinfo"
 } >sentinel_auth.conf.new

@@ -21,7 +21,8 @@ SERVICE = next(
 
 class HAStack(Stack):
     files = ("compose.yaml", "compose.ha.yaml")
-    services = (*NODES, *SENTINELS, "app", "nginx")
+    # Prometheus and the exporter too: the replication panels and alerts are tested here.
+    services = (*NODES, *SENTINELS, "app", "nginx", "redis-exporter", "prometheus")
 
     def start(self) -> None:
         self.compose("build", "app")

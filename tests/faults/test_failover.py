@@ -13,7 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.ha_stack import HAStack
+from stack_client import read_count
+from tests.dashboards import panel_queries
+from tests.faults.ha_stack import NODES, SENTINELS, HAStack
 from tests.faults.harness import MIN_ATTEMPTS, Load, Row, assert_exact
 from tests.support import run, wait_until
 
@@ -145,3 +147,42 @@ def test_replica_killed_writes_go_on_with_the_other_replica(ha: HAStack, report:
     assert ha.primary() == primary
     assert_only_retryable(load, fault_at)
     assert_exact(row, load, fault_at)
+
+
+def test_prometheus_sees_every_node_and_the_failover(ha: HAStack) -> None:
+    """Every node and Sentinel scraped, every Redis panel (the replication dashboard's
+    too) answered; a primary killed shows as another node's role and as an alert."""
+    wait_until(
+        lambda: (
+            {s["metric"]["instance"] for s in ha.query("redis_up == 1")} == {*NODES, *SENTINELS}
+        ),
+        60,
+        "every Redis node and Sentinel scraped",
+    )
+    read_count(ha.url)  # the counter exists, so the keyspace panels have a series
+    queries = list(panel_queries(tag="redis"))
+
+    def missing() -> list[str]:
+        return [f"{uid} / {title}: {expr}" for uid, title, expr in queries if not ha.query(expr)]
+
+    wait_until(lambda: not missing(), 90, "every Redis dashboard query to return data", interval=2)
+
+    def primaries() -> set[str]:
+        found = ha.query('redis_instance_info{job="redis", role="master"}')
+        return {sample["metric"]["instance"] for sample in found}
+
+    old = ha.primary()
+    assert primaries() == {old}
+    run("docker", "kill", "-s", "KILL", ha.container(old))
+    wait_until(
+        lambda: len(primaries()) == 1 and old not in primaries(),
+        FAILOVER_DEADLINE,
+        "Prometheus to see a replica promoted",
+        interval=1,
+    )
+    wait_until(
+        lambda: ha.query('ALERTS{alertname="TallyRedisFailover", alertstate="firing"}'),
+        60,
+        "TallyRedisFailover firing",
+        interval=1,
+    )

@@ -143,7 +143,13 @@ def test_dashboards_have_unique_stable_uids_and_only_provisioned_datasources() -
         }
         assert used <= uids, path
         assert "${DS_" not in text, path
-    assert seen == {"tally-overview", "tally-redis", "tally-nginx", "tally-slo"}
+    assert seen == {
+        "tally-overview",
+        "tally-redis",
+        "tally-redis-replication",
+        "tally-nginx",
+        "tally-slo",
+    }
 
 
 def test_prometheus_exemplars_link_to_tempo_and_tempo_to_prometheus() -> None:
