@@ -13,9 +13,12 @@ DURATION ?= 30s
 
 # make swarm-up: the stack on a Docker Swarm (README, "Beyond one host"). TALLY_STACK names
 # the stack and prefixes its secrets; OBSERVABILITY=1 adds Prometheus, the exporters,
-# Grafana and Tempo; REGISTRY=host:port puts the app image there (make push) for every node.
+# Grafana and Tempo; HA=1 runs Redis that fails over (compose.ha.yaml's topology);
+# REGISTRY=host:port puts the app image there (make push) for every node.
 export TALLY_STACK ?= tally
-SWARM_FILES = -c ops/swarm/stack.yaml $(if $(OBSERVABILITY),-c ops/swarm/observability.yaml)
+SWARM_TOPOLOGY = $(if $(HA),-ha)
+SWARM_FILES = -c ops/swarm/stack$(SWARM_TOPOLOGY).yaml \
+	$(if $(OBSERVABILITY),-c ops/swarm/observability$(SWARM_TOPOLOGY).yaml)
 ifdef REGISTRY
 export TALLY_IMAGE := $(REGISTRY)/tally-app
 endif

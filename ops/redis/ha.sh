@@ -28,7 +28,9 @@ from_sentinels() {
 }
 
 # No Sentinel answers (first start, or all restarted): the node that says it is a
-# primary and has the most replicas; on the very first start, the first primary.
+# primary and has the most replicas; on the very first start, the first primary. (On
+# Swarm a node's name resolves only once it is healthy, except to the node itself:
+# its hostname is its name, in /etc/hosts.)
 from_nodes() {
   best=$(ip_of "$first") most=-1
   for node in $REDIS_NODES; do

@@ -26,7 +26,10 @@ HERE = Path(__file__).resolve().parent
 INIT = HERE.parent / "secrets" / "init.sh"
 # init.sh reads the Sentinels' monitored primary's name from here (its one source).
 SENTINEL_CONF = HERE.parent / "redis" / "sentinel.conf"
-STACK_FILES = ("stack.yaml", "observability.yaml")
+STACK_FILES = ("stack.yaml", "observability.yaml", "stack-ha.yaml", "observability-ha.yaml")
+# The failover topology's nodes and Sentinels: the exporter's password map names each, so
+# one set of secrets serves either topology (compose.ha.yaml's x-topology, their one source).
+TOPOLOGY = yaml.safe_load((HERE.parent.parent / "compose.ha.yaml").read_text())["x-topology"]
 LABEL = "tally.stack"
 
 
@@ -48,9 +51,8 @@ def existing() -> set[str]:
 
 def generate() -> dict[str, bytes]:
     """init.sh's files, made in a container that keeps them in memory and exits."""
-    environment = (
-        ["-e", f"COUNTER_KEY={os.environ['COUNTER_KEY']}"] if "COUNTER_KEY" in os.environ else []
-    )
+    settings = {**TOPOLOGY, **{k: os.environ[k] for k in ("COUNTER_KEY",) if k in os.environ}}
+    environment = [arg for name, value in settings.items() for arg in ("-e", f"{name}={value}")]
     result = subprocess.run(
         ["docker", "run", "--rm", "-i", "--network", "none", "--read-only",
          "--tmpfs", "/secrets:mode=0700", "--cap-drop", "ALL",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import sys
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,11 +15,16 @@ import yaml
 from tests.support import ROOT, assert_locked_down, run
 
 SWARM_DIR = ROOT / "ops" / "swarm"
-FILES = ("stack.yaml", "observability.yaml")
+# Each topology's files, as `docker stack deploy -c ... -c ...` takes them.
+TOPOLOGIES = {
+    "one-node": ("stack.yaml", "observability.yaml"),
+    "ha": ("stack-ha.yaml", "observability-ha.yaml"),
+}
 # What `docker stack deploy` would run, variables filled in with their defaults.
 ENV = {key: value for key, value in os.environ.items() if not key.startswith("TALLY_")}
 
 
+@cache
 def stack_config(*files: str) -> dict[str, Any]:
     flags = [arg for name in files for arg in ("-c", str(SWARM_DIR / name))]
     config: dict[str, Any] = yaml.safe_load(
@@ -26,8 +33,20 @@ def stack_config(*files: str) -> dict[str, Any]:
     return config
 
 
-CONFIG = stack_config(*FILES)
-SERVICES: dict[str, dict[str, Any]] = CONFIG["services"]
+def service(topology: str, name: str) -> dict[str, Any]:
+    resolved: dict[str, Any] = stack_config(*TOPOLOGIES[topology])["services"][name]
+    return resolved
+
+
+# (topology, service) for every service each topology deploys: read from the files
+# (not `docker stack config`, which runs when a test asks).
+SERVICES = [
+    pytest.param(topology, name, id=f"{topology}-{name}")
+    for topology, files in TOPOLOGIES.items()
+    for name in sorted(
+        {n for f in files for n in yaml.safe_load((SWARM_DIR / f).read_text())["services"]}
+    )
+]
 
 
 def test_stack_files_are_rendered_from_the_current_compose_files() -> None:
@@ -38,17 +57,34 @@ def test_stack_files_are_rendered_from_the_current_compose_files() -> None:
 def test_docker_stack_accepts_the_core_file_alone_and_with_observability() -> None:
     core = stack_config("stack.yaml")
     assert set(core["services"]) == {"redis", "app", "nginx"}
-    assert set(SERVICES) == {
-        "redis", "app", "nginx", "prometheus", "alertmanager", "redis-exporter",
-        "nginx-exporter", "tempo", "grafana",
+    observability = {
+        "prometheus", "alertmanager", "redis-exporter", "nginx-exporter", "tempo", "grafana",
     }  # fmt: skip
+    assert set(stack_config(*TOPOLOGIES["one-node"])["services"]) == set(core["services"]) | (
+        observability
+    )
+    ha = set(stack_config("stack-ha.yaml")["services"])
+    nodes_and_sentinels = {"redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3"}
+    assert ha == set(core["services"]) | nodes_and_sentinels
+    assert set(stack_config(*TOPOLOGIES["ha"])["services"]) == ha | observability
+
+
+def test_the_ha_stack_finds_the_primary_through_sentinel() -> None:
+    environment = service("ha", "app")["environment"]
+    assert environment["REDIS_SENTINELS"] == "sentinel-1:26379,sentinel-2:26379,sentinel-3:26379"
+    targets = {c["target"]: c["source"] for c in service("ha", "prometheus")["configs"]}
+    ha_targets = yaml.safe_load((ROOT / "ops/prometheus/ha-targets/redis.yml").read_text())
+    source = stack_config(*TOPOLOGIES["ha"])["configs"][
+        targets["/etc/prometheus/targets/redis.yml"]
+    ]
+    assert yaml.safe_load(Path(source["file"]).read_text()) == ha_targets
 
 
 def test_the_app_image_is_versioned_and_named_by_variables() -> None:
     app = yaml.safe_load((SWARM_DIR / "stack.yaml").read_text())["services"]["app"]
     assert app["image"].startswith("${TALLY_IMAGE:-")
     assert ":${TALLY_VERSION:-" in app["image"]
-    assert not SERVICES["app"]["image"].endswith(":latest")
+    assert not service("one-node", "app")["image"].endswith(":latest")
 
 
 def test_make_push_names_the_image_as_compose_does() -> None:
@@ -57,60 +93,65 @@ def test_make_push_names_the_image_as_compose_does() -> None:
     assert f"$(REGISTRY)/{compose_default[1]}" in (ROOT / "Makefile").read_text()
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
-def test_swarm_service_is_locked_down(name: str) -> None:
-    service = SERVICES[name]
-    assert not service.get("privileged"), "privileged"
-    assert_locked_down(name, service)
-    for volume in service.get("volumes", []):
+@pytest.mark.parametrize(("topology", "name"), SERVICES)
+def test_swarm_service_is_locked_down(topology: str, name: str) -> None:
+    spec = service(topology, name)
+    assert not spec.get("privileged"), "privileged"
+    assert_locked_down(name, spec)
+    for volume in spec.get("volumes", []):
         assert volume["type"] in ("volume", "tmpfs"), "no bind mount: a node may not have the file"
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
-def test_swarm_secrets_come_only_from_swarm_secret_files(name: str) -> None:
-    for variable, value in (SERVICES[name].get("environment") or {}).items():
+@pytest.mark.parametrize(("topology", "name"), SERVICES)
+def test_swarm_secrets_come_only_from_swarm_secret_files(topology: str, name: str) -> None:
+    spec = service(topology, name)
+    for variable, value in (spec.get("environment") or {}).items():
         if re.search(r"PASSWORD|SECRET|TOKEN|API_KEY", variable):
             assert variable.endswith("FILE"), f"{variable} carries a secret in the environment"
             assert value.startswith("/run/secrets/")
-    for secret in SERVICES[name].get("secrets", []):
+    secrets = stack_config(*TOPOLOGIES[topology])["secrets"]
+    for secret in spec.get("secrets", []):
         assert secret["mode"] == 0o400
-        assert CONFIG["secrets"][secret["source"]]["external"] is True
+        assert secrets[secret["source"]]["external"] is True
 
 
-def test_every_swarm_secret_is_a_file_init_sh_writes() -> None:
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_every_swarm_secret_is_a_file_init_sh_writes(topology: str) -> None:
     init = (ROOT / "ops" / "secrets" / "init.sh").read_text()
-    for key in CONFIG["secrets"]:
+    for key in stack_config(*TOPOLOGIES[topology])["secrets"]:
         assert re.search(rf"(^|\s|>){re.escape(key)}(\s|$)", init, re.MULTILINE), key
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
-def test_only_nginx_publishes_a_port_in_host_mode_and_every_service_is_dnsrr(name: str) -> None:
-    service = SERVICES[name]
-    ports = service.get("ports", [])
+@pytest.mark.parametrize(("topology", "name"), SERVICES)
+def test_only_nginx_publishes_a_port_in_host_mode_and_every_service_is_dnsrr(
+    topology: str, name: str
+) -> None:
+    spec = service(topology, name)
+    ports = spec.get("ports", [])
     if name == "nginx":
         assert [port["mode"] for port in ports] == ["host"]
-        assert service["deploy"]["mode"] == "global"
+        assert spec["deploy"]["mode"] == "global"
     else:
         assert not ports
-    assert service["deploy"]["endpoint_mode"] == "dnsrr"
+    assert spec["deploy"]["endpoint_mode"] == "dnsrr"
 
 
 def test_networks_are_overlay_and_the_backend_is_internal_and_not_attachable() -> None:
-    networks = CONFIG["networks"]
+    networks = stack_config(*TOPOLOGIES["one-node"])["networks"]
     assert {network["driver"] for network in networks.values()} == {"overlay"}
     assert networks["backend"].get("internal") is True
     assert not networks["backend"].get("attachable")
 
 
 def test_the_app_rolls_out_start_first_and_rolls_back_on_failure() -> None:
-    deploy = SERVICES["app"]["deploy"]
+    deploy = service("one-node", "app")["deploy"]
     assert deploy["replicas"] == 3
     assert deploy["update_config"]["order"] == "start-first"
     assert deploy["update_config"]["parallelism"] == 1
     assert deploy["update_config"]["failure_action"] == "rollback"
     assert deploy["rollback_config"]["order"] == "start-first"
     for name in ("redis", "app", "nginx"):
-        resources = SERVICES[name]["deploy"]["resources"]
+        resources = service("one-node", name)["deploy"]["resources"]
         assert {"cpus", "memory"} <= set(resources["limits"]), name
         assert {"cpus", "memory"} <= set(resources["reservations"]), name
 

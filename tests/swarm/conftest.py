@@ -25,16 +25,24 @@ SCENARIOS: list[Scenario] = []
 
 
 @pytest.fixture(scope="session")
-def swarm_stack() -> Iterator[SwarmStack]:
-    swarm = Swarm()
+def swarm() -> Iterator[Swarm]:
+    """This node a manager for the tier; it leaves the swarm when the tier is done."""
+    node = Swarm()
+    try:
+        node.enter()
+        yield node
+    finally:
+        node.leave()
+
+
+@pytest.fixture(scope="session")
+def swarm_stack(swarm: Swarm) -> Iterator[SwarmStack]:
     stack = SwarmStack()
     try:
-        swarm.enter()
         stack.start()
         yield stack
     finally:
         stack.destroy()
-        swarm.leave()
 
 
 @pytest.fixture

@@ -15,9 +15,13 @@ from typing import Any
 import httpx
 
 from stack_client import free_port
+from tests.faults.harness import Load, Row
 from tests.support import ROOT, app_image, run, wait_until
 
+# Attempts on each side of a fault: the load really ran across it (a count, not a rate).
+MIN_ATTEMPTS = 50
 STACK_FILES = ("ops/swarm/stack.yaml", "ops/swarm/observability.yaml")
+HA_STACK_FILES = ("ops/swarm/stack-ha.yaml",)
 # Grafana and Tempo cannot run on these machines (../shared/sandbox/README.md): their
 # services are removed right after each deploy; their configuration is checked statically.
 CANNOT_RUN_HERE = ("grafana", "tempo")
@@ -61,7 +65,8 @@ class Swarm:
 
 
 class SwarmStack:
-    def __init__(self) -> None:
+    def __init__(self, files: tuple[str, ...] = STACK_FILES) -> None:
+        self.files = files
         self.name = f"tally-test-{uuid.uuid4().hex[:8]}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -85,11 +90,14 @@ class SwarmStack:
         self.deploy()
 
     def deploy(self) -> None:
-        files = [arg for path in STACK_FILES for arg in ("-c", str(ROOT / path))]
+        files = [arg for path in self.files for arg in ("-c", str(ROOT / path))]
         run(
             "docker", "stack", "deploy", "--resolve-image", "never", *files, self.name, env=self.env
         )
-        run("docker", "service", "rm", *(self.service(s) for s in CANNOT_RUN_HERE))
+        deployed = self.services()
+        cannot_run = [self.service(s) for s in CANNOT_RUN_HERE if self.service(s) in deployed]
+        if cannot_run:
+            run("docker", "service", "rm", *cannot_run)
         wait_until(self.converged, 180, f"every service of {self.name} running")
         wait_until(self.ready, 60, "/readyz through nginx")
 
@@ -203,3 +211,24 @@ class SwarmStack:
             interval=0.5,
         )
         return time.monotonic()
+
+
+def assert_counted_once(row: Row, load: Load, fault_at: float) -> None:
+    """Every request got its 200 in the end (retried with its key), the load ran on both
+    sides of the fault, and every request counted exactly once."""
+    assert load.unresolved == 0
+    before, since = load.attempts_around(fault_at)
+    assert before >= MIN_ATTEMPTS, f"load too light: {before} attempts before the fault"
+    assert since >= MIN_ATTEMPTS, f"load too light: {since} attempts after the fault"
+    assert row.lost == 0
+    assert row.double_counted == 0
+
+
+def assert_exact(row: Row, load: Load, fault_at: float) -> None:
+    """Counted once, and no request failed: a replica's 503 (Redis slow for a moment on a
+    busy node, not the rollout's doing) carries Retry-After and is retried by contract
+    with the same key; anything else is a failure."""
+    answered = [a for a in load.attempts if a.status != 200]
+    retryable = [a for a in answered if a.status == 503 and a.served_by and a.retry_after]
+    assert answered == retryable, load.failures(fault_at)
+    assert_counted_once(row, load, fault_at)

@@ -15,13 +15,11 @@ import httpx
 
 from service import __version__
 from stack_client import JSON, read_count
-from tests.faults.harness import Load, Row
+from tests.faults.harness import Load
 from tests.support import run, wait_until
 from tests.swarm.conftest import Scenario
-from tests.swarm.swarm_stack import SwarmStack
+from tests.swarm.swarm_stack import SwarmStack, assert_counted_once, assert_exact
 
-# Attempts on each side of a fault: the load really ran across it (a count, not a rate).
-MIN_ATTEMPTS = 50
 # A rollout waits for each new task's healthcheck and the monitor window (ops/swarm/swarm.yaml).
 ROLLOUT_TIMEOUT = 240
 
@@ -72,27 +70,6 @@ def concurrent_counts(url: str, requests: int, connections: int) -> list[httpx.R
             return await asyncio.gather(*(one() for _ in range(requests)))
 
     return asyncio.run(send())
-
-
-def assert_counted_once(row: Row, load: Load, fault_at: float) -> None:
-    """Every request got its 200 in the end (retried with its key), the load ran on both
-    sides of the fault, and every request counted exactly once."""
-    assert load.unresolved == 0
-    before, since = load.attempts_around(fault_at)
-    assert before >= MIN_ATTEMPTS, f"load too light: {before} attempts before the fault"
-    assert since >= MIN_ATTEMPTS, f"load too light: {since} attempts after the fault"
-    assert row.lost == 0
-    assert row.double_counted == 0
-
-
-def assert_exact(row: Row, load: Load, fault_at: float) -> None:
-    """Counted once, and no request failed: a replica's 503 (Redis slow for a moment on a
-    busy node, not the rollout's doing) carries Retry-After and is retried by contract
-    with the same key; anything else is a failure."""
-    answered = [a for a in load.attempts if a.status != 200]
-    retryable = [a for a in answered if a.status == 503 and a.served_by and a.retry_after]
-    assert answered == retryable, load.failures(fault_at)
-    assert_counted_once(row, load, fault_at)
 
 
 def task_images(stack: SwarmStack) -> set[str]:
