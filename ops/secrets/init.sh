@@ -63,7 +63,7 @@ key=${COUNTER_KEY:-visitor_count}
   # Sentinel: monitors, announces itself on its hello channel, and reconfigures on failover.
   echo "user sentinel on #$(sha256 redis_sentinel_password) resetkeys allchannels -@all +ping +info +role +multi +exec +slaveof +replicaof +config|rewrite +client|setname +client|kill +publish +subscribe +script|kill"
   # redis_exporter: server statistics, read-only.
-  echo "user exporter on #$(sha256 redis_exporter_password) resetkeys ~${key} resetchannels -@all +ping +info +config|get +client|list +client|setname +client|setinfo +slowlog|get +slowlog|len +latency|latest +dbsize +select +memory|stats +cluster|info +module|list +latency|histogram +get +type +strlen +exists"
+  echo "user exporter on #$(sha256 redis_exporter_password) resetkeys resetchannels -@all +ping +info +config|get +client|list +client|setname +client|setinfo +slowlog|get +slowlog|len +latency|latest +dbsize +select +memory|stats +cluster|info +module|list +latency|histogram"
 } >redis_users.acl.new
 mv redis_users.acl.new redis_users.acl
 
