@@ -14,8 +14,8 @@ observability profile's to observability.yaml; the same from compose.yaml with
 compose.ha.yaml (Redis that fails over) to stack-ha.yaml and observability-ha.yaml,
 with swarm.yaml's `ha` settings on top.
 
-    uv run python ops/swarm/render.py          # rewrite both files
-    uv run python ops/swarm/render.py --check  # exit 1 when they are stale
+    uv run python ops/swarm/render.py          # rewrite the four files
+    uv run python ops/swarm/render.py --check  # exit 1 when one is stale
 """
 
 from __future__ import annotations
