@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +32,10 @@ def panel_queries(
                 for name, value in VARIABLES.items():
                     expr = expr.replace(name, value)
                 yield board["uid"], panel["title"], expr
+
+
+def without_data(
+    queries: Iterable[tuple[str, str, str]], query: Callable[[str], list[Any]]
+) -> list[str]:
+    """The panels among `queries` whose query `query` (a live Prometheus) answers empty."""
+    return [f"{uid} / {title}: {expr}" for uid, title, expr in queries if not query(expr)]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from stack_client import read_count
-from tests.dashboards import panel_queries
+from tests.dashboards import panel_queries, without_data
 from tests.faults.ha_stack import NODES, SENTINELS, HAStack
 from tests.faults.harness import MIN_ATTEMPTS, Load, Row, assert_exact
 from tests.support import run, wait_until
@@ -161,11 +161,12 @@ def test_prometheus_sees_every_node_and_the_failover(ha: HAStack) -> None:
     )
     read_count(ha.url)  # the counter exists, so the keyspace panels have a series
     queries = list(panel_queries(tag="redis"))
-
-    def missing() -> list[str]:
-        return [f"{uid} / {title}: {expr}" for uid, title, expr in queries if not ha.query(expr)]
-
-    wait_until(lambda: not missing(), 90, "every Redis dashboard query to return data", interval=2)
+    wait_until(
+        lambda: not without_data(queries, ha.query),
+        90,
+        "every Redis dashboard query to return data",
+        interval=2,
+    )
 
     def primaries() -> set[str]:
         found = ha.query('redis_instance_info{job="redis", role="master"}')

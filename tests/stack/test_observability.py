@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.compose_stack import Stack
-from tests.dashboards import panel_queries
+from tests.dashboards import panel_queries, without_data
 from tests.support import wait_until
 
 
@@ -24,9 +24,10 @@ def test_exporters_report_redis_and_nginx(stack: Stack) -> None:
 def test_every_dashboard_query_returns_data(stack: Stack, traffic: None) -> None:
     # Replication's dashboards (tagged ha) have their test with compose.ha.yaml's stack.
     queries = list(panel_queries(without="ha"))
-
-    def missing() -> list[str]:
-        return [f"{uid} / {title}: {expr}" for uid, title, expr in queries if not stack.query(expr)]
-
     # Rates over 1m need a few scrapes (every 5 s) before every panel has data.
-    wait_until(lambda: not missing(), 90, "every dashboard query to return data", interval=2)
+    wait_until(
+        lambda: not without_data(queries, stack.query),
+        90,
+        "every dashboard query to return data",
+        interval=2,
+    )

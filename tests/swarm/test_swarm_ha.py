@@ -9,13 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.faults.ha_stack import NODES, SENTINELS, SERVICE
 from tests.faults.harness import Load
 from tests.support import run, wait_until
 from tests.swarm.conftest import Scenario
 from tests.swarm.swarm_stack import HA_STACK_FILES, Swarm, SwarmStack, assert_exact
 
-NODES = ("redis", "redis-2", "redis-3")
-SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
 # Sentinel's detection and election, and Swarm starting the killed node's new task.
 FAILOVER_DEADLINE = 120
 
@@ -57,7 +56,7 @@ def ip(stack: SwarmStack, service: str) -> str | None:
 def primary(stack: SwarmStack) -> str | None:
     """The node whose address every running Sentinel names as the primary."""
     named = {
-        cli(stack, s, "sentinel", "get-master-addr-by-name", "tally", port=26379).split("\n")[0]
+        cli(stack, s, "sentinel", "get-master-addr-by-name", SERVICE, port=26379).split("\n")[0]
         for s in SENTINELS
     }
     if len(named) != 1:
