@@ -53,6 +53,12 @@ def create_app(
             raise InvalidRequestId()
 
     app.asgi_app = middleware.Observed(  # type: ignore[method-assign]
-        app.asgi_app, app.url_map, settings.replica_id, metrics, tracer, get_logger()
+        app.asgi_app,
+        app.url_map,
+        settings.replica_id,
+        metrics,
+        tracer,
+        get_logger(),
+        fast={"/count": routes.FastCount(app.extensions)},
     )
     return app

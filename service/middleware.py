@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -52,6 +53,10 @@ class Exchange:
 
 
 _current: ContextVar[Exchange] = ContextVar("tally_exchange")
+
+# A GET answered without the framework: sends the whole response and returns True, or
+# sends nothing and returns False to leave the request to the app.
+FastPath = Callable[[HTTPScope, Exchange, ASGISendCallable], Awaitable[bool]]
 
 
 def _exchange(scope: HTTPScope) -> tuple[Exchange, bytes | None]:
@@ -102,8 +107,10 @@ class Observed:
         metrics: Metrics,
         tracer: Tracer,
         access_log: structlog.typing.FilteringBoundLogger,
+        fast: Mapping[str, FastPath] | None = None,
     ) -> None:
         self._app = app
+        self._fast = dict(fast or {})  # by path, for GET
         self._routes = {rule.rule: rule.rule for rule in url_map.iter_rules() if not rule.arguments}
         self._match = url_map.bind("tally").match  # for the rules with variables (/static/...)
         self._served_by = (b"x-served-by", replica_id.encode())
@@ -156,8 +163,10 @@ class Observed:
         trace_token = context.attach(trace.set_span_in_context(span, parent))
         request_id_token = REQUEST_ID.set(exchange.request_id)
         self._metrics.in_flight += 1
+        fast = self._fast.get(scope["path"]) if method == "GET" else None
         try:
-            await self._forward(scope, receive, reply)
+            if fast is None or not await fast(scope, exchange, reply.send):
+                await self._forward(scope, receive, reply)
         finally:
             self._finish(method, route, reply.status, time.perf_counter() - started, span)
             REQUEST_ID.reset(request_id_token)
