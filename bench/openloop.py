@@ -7,13 +7,21 @@ Here the send times are fixed in advance (start + i / rate); a request that wait
 free connection waits on the clock, so queueing anywhere is in the latency. Keep-alive
 HTTP/1.1 over a fixed pool of connections, one request at a time on each, as nginx's
 clients do.
+
+On its own, against a stack already up, it prints the percentiles at each offered rate
+(latency against load, the curve behind one `make bench` figure):
+
+    uv run --frozen python bench/openloop.py http://<nginx's address>:80/count 400 1200 1870
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
+import sys
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 # A request that takes longer is an error, not a latency: the stack answers within
 # REDIS_TIMEOUT and nginx's proxy_read_timeout (5 s) even when Redis is down.
@@ -100,3 +108,21 @@ async def exchange(
             keep = False
     await reader.readexactly(length)
     return 200 <= status < 300, keep
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2:
+        sys.exit("usage: openloop.py URL RATE [RATE ...]  (OPENLOOP_SECONDS, default 10)")
+    url = urlsplit(argv[0])
+    if url.hostname is None:
+        sys.exit(f"openloop: {argv[0]!r} is not an http URL")
+    seconds = float(os.environ.get("OPENLOOP_SECONDS", "10"))
+    print("offered req/s | answered | errors | p50 ms | p90 ms | p99 ms | p99.9 ms")
+    for rate in map(float, argv[1:]):
+        run_ = asyncio.run(run(url.hostname, url.port or 80, url.path or "/", rate, seconds))
+        ms = [f"{run_.percentile(q) * 1000:.1f}" for q in (50, 90, 99, 99.9)]
+        print(f"{rate:,.0f} | {run_.ok} | {run_.errors} | {' | '.join(ms)}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
