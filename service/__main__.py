@@ -24,6 +24,10 @@ def hypercorn_config(settings: Settings) -> Config:
     # Longer than nginx's upstream keepalive_timeout, so nginx always closes an
     # idle connection first and never reuses one that we are closing.
     config.keep_alive_timeout = 75
+    # Hypercorn closes a connection after 1,000 requests by default; nginx keeps its
+    # upstream connections for 100,000 (keepalive_requests), so it retires them itself
+    # instead of reconnecting to a replica every few seconds under load.
+    config.keep_alive_max_requests = 100_000
     config.accesslog = None  # the app writes one structured access line per request
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
