@@ -50,3 +50,19 @@ def test_the_flask_baseline_probes_as_the_app_image_does() -> None:
         "start-period": check["start_period"],
         "retries": str(check["retries"]),
     } == options
+
+
+def test_nginx_retires_its_upstream_connections_before_hypercorn_would() -> None:
+    """A connection Hypercorn closes on its own (idle, or after so many requests) is one
+    nginx may be sending the next request on; so nginx's limits come first."""
+    from service.__main__ import hypercorn_config
+    from service.settings import Settings
+
+    template = (ROOT / "ops" / "nginx" / "templates" / "tally.conf.template").read_text()
+    upstream = re.search(r"upstream app \{(.*?)\n\}", template, re.S)
+    assert upstream, "no upstream block in the nginx template"
+    requests = int(re.search(r"keepalive_requests (\d+);", upstream.group(1)).group(1))  # type: ignore[union-attr]
+    idle = int(re.search(r"keepalive_timeout (\d+)s;", upstream.group(1)).group(1))  # type: ignore[union-attr]
+    config = hypercorn_config(Settings())
+    assert config.keep_alive_max_requests >= requests
+    assert config.keep_alive_timeout > idle
