@@ -39,8 +39,13 @@ SERVICES = ("redis", "app", "nginx")
 # compose.ha.yaml: a primary, two replicas, three Sentinels; WAIT 1 after each increment.
 HA_SERVICES = ("redis", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3",
                "app", "nginx")  # fmt: skip
-# Where nginx listens in its container (ops/nginx/templates/tally.conf.template).
-NGINX_PORT = 80
+# Where nginx listens in its container, as its template says.
+NGINX_PORT = int(
+    re.search(  # type: ignore[union-attr]
+        r"listen (\d+) default_server;",
+        (ROOT / "ops" / "nginx" / "templates" / "tally.conf.template").read_text(),
+    ).group(1)
+)
 # Seconds a read of the counter is retried with its one Idempotency-Key.
 READ_RETRY = 15.0
 sys.path[:0] = [str(ROOT), str(ROOT / "loadtest")]
@@ -121,8 +126,7 @@ class Variant:
         self.services = services
         self.project = f"{PROJECT_PREFIX}-{slug}"
         self.port = free_port()
-        self.host = "127.0.0.1"  # until up() finds nginx's own address
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = ""  # nginx's address on the stack's network, once up() has started it
         self.files = [arg for f in files for arg in ("-f", f)]
         self.tracing = tracing
         self.env = {
@@ -149,7 +153,10 @@ class Variant:
         nginx = self.compose("ps", "-q", "nginx").strip()
         template = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
         self.host = sh("docker", "inspect", "-f", template, nginx).split()[0]
-        self.url = f"http://{self.host}:{NGINX_PORT}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{NGINX_PORT}"
 
     def down(self) -> None:
         sh("docker", "rm", "-f", f"{self.project}-otlp", check=False)
