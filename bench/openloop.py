@@ -23,6 +23,8 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import uvloop
+
 # A request that takes longer is an error, not a latency: the stack answers within
 # REDIS_TIMEOUT and nginx's proxy_read_timeout (5 s) even when Redis is down.
 REQUEST_TIMEOUT = 10.0
@@ -90,6 +92,12 @@ async def run(
     return result
 
 
+def offer(host: str, port: int, path: str, rate: float, seconds: float) -> OpenLoopRun:
+    """`run` on uvloop: the generator shares the machine's cores with the stack it loads,
+    and on uvloop it took 0.15 of a core at 1,800 req/s against asyncio's 0.22-0.25."""
+    return uvloop.run(run(host, port, path, rate, seconds))
+
+
 async def exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
 ) -> tuple[bool, bool]:
@@ -119,7 +127,7 @@ def main(argv: list[str]) -> None:
     seconds = float(os.environ.get("OPENLOOP_SECONDS", "10"))
     print("offered req/s | answered | errors | p50 ms | p90 ms | p99 ms | p99.9 ms")
     for rate in map(float, argv[1:]):
-        run_ = asyncio.run(run(url.hostname, url.port or 80, url.path or "/", rate, seconds))
+        run_ = offer(url.hostname, url.port or 80, url.path or "/", rate, seconds)
         ms = [f"{run_.percentile(q) * 1000:.1f}" for q in (50, 90, 99, 99.9)]
         print(f"{rate:,.0f} | {run_.ok} | {run_.errors} | {' | '.join(ms)}", flush=True)
 

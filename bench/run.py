@@ -18,7 +18,6 @@ series and the growth to bench/results/soak.md.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -246,7 +245,7 @@ def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
                 variant.frozen(False)
                 unmeasured[variant] += wrk(f"{variant.url}/count", 32, 2).requests
                 fixed[variant].append(
-                    asyncio.run(openloop.run(variant.host, NGINX_PORT, "/count", rate, SECONDS))
+                    openloop.offer(variant.host, NGINX_PORT, "/count", rate, SECONDS)
                 )
                 variant.frozen(True)
         results = {}

@@ -350,10 +350,3 @@ def _secret_from(variable: str, path: str) -> str:
     if not secret:
         raise ConfigError(variable, "must name a file that holds a password", path)
     return secret
-
-
-def port_from_env(env: Mapping[str, str]) -> int:
-    """PORT alone, by its declaration: what the health probe needs, without the rest."""
-    (spec,) = (spec for f, spec in specs() if f.name == "port")
-    value: int = read(spec, env) if _given(spec, env) else Settings.port
-    return value

@@ -1,0 +1,16 @@
+# The container's health probe: exit 0 when GET /healthz on this replica answers 200.
+#
+# Docker runs it in every replica every few seconds, through an exec that by itself
+# costs tens of ms of CPU (dockerd, containerd, runc). So the probe is bash and its
+# /dev/tcp, not a Python interpreter: on 2 cores under load the probes of 3 replicas
+# fire together, and a Python probe made that burst the open loop's p99
+# (docs/PERFORMANCE.md, "The open loop's tail").
+#
+# Run as `bash /app/service/healthcheck.sh`. PORT is the port the app was told to
+# listen on; the default is Settings.port's (tests/unit/test_healthcheck.py checks it).
+# A PORT that is not a port fails the connect: unhealthy, as the app refuses to start.
+
+exec 3<>"/dev/tcp/127.0.0.1/${PORT:-8000}" || exit 1
+printf 'GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+read -r -t 5 status <&3 || exit 1
+[[ $status =~ ^HTTP/1\.[01]\ 200\  ]]
