@@ -81,3 +81,13 @@ def test_secrets_come_only_from_files(services: dict[str, dict[str, Any]], name:
     for variable, value in (services[name].get("environment") or {}).items():
         if re.search(r"PASSWORD|SECRET|TOKEN|API_KEY", variable) and not variable.endswith("FILE"):
             assert not value, f"{variable} carries a secret in the environment"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_logs_are_bounded_alike(services: dict[str, dict[str, Any]], name: str) -> None:
+    """Docker's json-file log has no limit unless told; the options are written in each
+    file's shared block (an anchor does not cross files), and must agree with the app's."""
+    logging = services[name].get("logging")
+    assert logging == services["app"]["logging"], logging
+    assert logging["driver"] == "json-file"
+    assert set(logging["options"]) >= {"max-size", "max-file"}
