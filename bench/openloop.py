@@ -12,6 +12,9 @@ On its own, against a stack already up, it prints the percentiles at each offere
 (latency against load, the curve behind one `make bench` figure):
 
     uv run --frozen python bench/openloop.py http://<nginx's address>:80/count 400 1200 1870
+
+With OPENLOOP_SLOW_MS=20 it also prints when, in each run, the answers slower than that
+were due: a tail made by periodic stalls (Docker's health probes) comes in clusters.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class OpenLoopRun:
     rate: float  # offered, requests per second
     sent: int
     latencies: list[float] = field(default_factory=list)  # seconds, of the 2xx answers
+    due: list[float] = field(default_factory=list)  # their send times, seconds into the run
     errors: int = 0  # refused, timed out, cut, or not 2xx
 
     @property
@@ -47,6 +51,16 @@ class OpenLoopRun:
             return math.nan
         ordered = sorted(self.latencies)
         return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+    def slow_by_time(self, over: float, step: float = 0.1) -> dict[float, int]:
+        """How many answers took longer than `over` seconds, by the `step` of the run they
+        were due in: a tail from periodic stalls shows up as clusters at their period."""
+        counts: dict[float, int] = {}
+        for latency, due in zip(self.latencies, self.due, strict=True):
+            if latency > over:
+                slot = round(due // step * step, 3)
+                counts[slot] = counts.get(slot, 0) + 1
+        return counts
 
 
 async def run(
@@ -74,6 +88,7 @@ async def run(
                 stream = None
             if ok:
                 result.latencies.append(loop.time() - scheduled)
+                result.due.append(scheduled - start)
             else:
                 result.errors += 1
         if stream is not None:
@@ -125,11 +140,16 @@ def main(argv: list[str]) -> None:
     if url.hostname is None:
         sys.exit(f"openloop: {argv[0]!r} is not an http URL")
     seconds = float(os.environ.get("OPENLOOP_SECONDS", "10"))
+    slow_ms = float(os.environ.get("OPENLOOP_SLOW_MS", "0"))
     print("offered req/s | answered | errors | p50 ms | p90 ms | p99 ms | p99.9 ms")
     for rate in map(float, argv[1:]):
         run_ = offer(url.hostname, url.port or 80, url.path or "/", rate, seconds)
         ms = [f"{run_.percentile(q) * 1000:.1f}" for q in (50, 90, 99, 99.9)]
         print(f"{rate:,.0f} | {run_.ok} | {run_.errors} | {' | '.join(ms)}", flush=True)
+        if slow_ms:
+            slow = run_.slow_by_time(slow_ms / 1000)
+            when = ", ".join(f"{slot:.1f} s: {n}" for slot, n in sorted(slow.items()))
+            print(f"  answers over {slow_ms:g} ms, by when they were due: {when or 'none'}")
 
 
 if __name__ == "__main__":
