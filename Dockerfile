@@ -31,12 +31,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 EXPOSE 8000
 STOPSIGNAL SIGTERM
-# The probe (service/healthcheck.sh) is bash and /dev/tcp: Docker's exec of a probe
-# costs tens of ms of CPU before the probe runs, and a Python interpreter doubled that;
-# the 3 replicas' probes fire together, and that burst was the open loop's p99
-# (docs/PERFORMANCE.md). A long start period and timeout cost nothing (the first good
-# probe ends the one, an answer the other) and keep a replica on a busy machine (load 20
-# on 2 cores: a probe took over 2 s) healthy.
+# The probe is service/healthcheck.sh (bash: why, there). A long start period and
+# timeout cost nothing (the first good probe ends the one, an answer the other) and keep
+# a replica on a busy machine (load 20 on 2 cores: a probe took over 2 s) healthy.
 HEALTHCHECK --interval=5s --timeout=10s --start-period=60s --retries=3 \
     CMD ["bash", "/app/service/healthcheck.sh"]
 CMD ["python", "-m", "service"]
