@@ -140,6 +140,20 @@ def test_a_request_body_is_refused_with_413(stack: Stack) -> None:
     assert stack.count() == before + 1
 
 
+@pytest.mark.parametrize("coding", [b"", b"gzip", b"identity", b"gzip, chunked"])
+def test_a_transfer_encoding_nginx_cannot_read_is_a_400(stack: Stack, coding: bytes) -> None:
+    """nginx's own answer would be 501 (found by the fuzzer above, with an empty value)."""
+    before = stack.count()
+    response = raw_request(
+        stack,
+        b"GET /count HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        b"Transfer-Encoding: " + coding + b"\r\n\r\n",
+    )
+    assert status_of(response) == 400, response[:300]
+    assert b"takes no request body" in response
+    assert stack.count() == before + 1
+
+
 def test_oversized_request_line_and_headers_are_refused(stack: Stack) -> None:
     long_path = httpx.get(f"{stack.url}/count?" + "a" * 9000)
     assert long_path.status_code == 414
