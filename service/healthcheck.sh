@@ -10,6 +10,7 @@
 # listen on; the default is Settings.port's (tests/unit/test_healthcheck.py checks it).
 # A PORT that is not a port fails the connect: unhealthy, as the app refuses to start.
 
+trap '' PIPE  # a server that answers before reading the whole request: read the answer
 exec 3<>"/dev/tcp/127.0.0.1/${PORT:-8000}" || exit 1
 printf 'GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
 read -r -t 5 status <&3 || exit 1

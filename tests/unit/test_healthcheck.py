@@ -29,7 +29,12 @@ def answer() -> Iterator[Server]:
     def serve() -> None:
         conn, _ = listener.accept()
         with conn:
-            requests.append(conn.recv(1024))
+            # The whole head, as an HTTP server reads it: bash may write the request in
+            # more than one piece.
+            received = b""
+            while b"\r\n\r\n" not in received and (chunk := conn.recv(1024)):
+                received += chunk
+            requests.append(received)
             conn.sendall(reply[0])
 
     thread = threading.Thread(target=serve, daemon=True)
