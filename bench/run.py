@@ -38,25 +38,24 @@ SERVICES = ("redis", "app", "nginx")
 # compose.ha.yaml: a primary, two replicas, three Sentinels; WAIT 1 after each increment.
 HA_SERVICES = ("redis", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3",
                "app", "nginx")  # fmt: skip
-# Where nginx listens in its container, as its template says.
-NGINX_PORT = int(
-    re.search(  # type: ignore[union-attr]
-        r"listen (\d+) default_server;",
-        (ROOT / "ops" / "nginx" / "templates" / "tally.conf.template").read_text(),
-    ).group(1)
-)
 # Seconds a read of the counter is retried with its one Idempotency-Key.
 READ_RETRY = 15.0
 sys.path[:0] = [str(ROOT), str(ROOT / "loadtest")]
 from bench import openloop  # noqa: E402
-from ops.configuration import app_image  # noqa: E402
+from ops.configuration import COMPOSE, NGINX_TEMPLATE, app_image  # noqa: E402
 from stack_client import free_port, read_count  # noqa: E402
 
 APP_IMAGE = app_image(os.environ)
+# Where nginx listens in its container, as its template says.
+NGINX_PORT = int(
+    re.search(  # type: ignore[union-attr]
+        r"listen (\d+) default_server;", NGINX_TEMPLATE.read_text()
+    ).group(1)
+)
 # The shipped sampling ratio, as compose.yaml defaults it, for the tally row's name.
 SAMPLE_RATIO = float(
     re.search(  # type: ignore[union-attr]
-        r"OTEL_TRACES_SAMPLER_ARG:-([\d.]+)", (ROOT / "compose.yaml").read_text()
+        r"OTEL_TRACES_SAMPLER_ARG:-([\d.]+)", COMPOSE.read_text()
     ).group(1)
 )
 # A worktree's TALLY_VERSION keeps its stacks apart from another's on the same engine.

@@ -26,6 +26,7 @@ from service.settings import Spec, specs  # noqa: E402
 README = ROOT / "README.md"
 ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE = ROOT / "compose.yaml"
+NGINX_TEMPLATE = ROOT / "ops" / "nginx" / "templates" / "tally.conf.template"
 TABLE_START = "<!-- settings-table: written by `make docs` (ops/configuration.py) -->"
 TABLE_END = "<!-- /settings-table -->"
 # ${VAR}, ${VAR:-default} or ${VAR-default} in a compose file.

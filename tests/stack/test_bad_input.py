@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ops.configuration import NGINX_TEMPLATE
 from tests.compose_stack import Stack
-from tests.support import ROOT, wait_until
+from tests.support import wait_until
 
-NGINX_TEMPLATE = ROOT / "ops" / "nginx" / "templates" / "tally.conf.template"
 HEADER_TIMEOUT = re.compile(r"^client_header_timeout (\d+)s;", re.MULTILINE)
 
 METHODS = st.sampled_from(

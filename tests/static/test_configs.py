@@ -8,6 +8,7 @@ import re
 import pytest
 import yaml
 
+from ops.configuration import NGINX_TEMPLATE
 from tests.support import ROOT, run
 
 
@@ -58,7 +59,7 @@ def test_nginx_retires_its_upstream_connections_before_hypercorn_would() -> None
     from service.__main__ import hypercorn_config
     from service.settings import Settings
 
-    template = (ROOT / "ops" / "nginx" / "templates" / "tally.conf.template").read_text()
+    template = NGINX_TEMPLATE.read_text()
     upstream = re.search(r"upstream app \{(.*?)\n\}", template, re.S)
     assert upstream, "no upstream block in the nginx template"
     requests = int(re.search(r"keepalive_requests (\d+);", upstream.group(1)).group(1))  # type: ignore[union-attr]

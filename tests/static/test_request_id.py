@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 
+from ops.configuration import NGINX_TEMPLATE
 from service.request_id import ACCEPTED, HEADER, IDEMPOTENCY_HEADER, record_key
 from tests.support import ROOT
 
-NGINX = (ROOT / "ops" / "nginx" / "templates" / "tally.conf.template").read_text()
+NGINX = NGINX_TEMPLATE.read_text()
 INIT = (ROOT / "ops" / "secrets" / "init.sh").read_text()
 
 
