@@ -10,8 +10,10 @@ load, half of Flask's peak in this run, from an open loop (bench/openloop.py: la
 from each request's scheduled send time). Every variant is built and measured in this
 one run (the machine is noisy and drifts, so only ratios within a run mean anything):
 all are up side by side and their runs take turns, the others paused while one is
-loaded. Medians of BENCH_RUNS (3) runs of BENCH_SECONDS (10). Prints one table and the
-ratios, and writes them to bench/results/latest.md. `--soak` (make soak) instead loads
+loaded. Two controls join the open loop only: tally and Flask without Docker's health
+probes (bench/compose.noprobes.yaml), which set every variant's p99 on this machine
+(docs/PERFORMANCE.md). Medians of BENCH_RUNS (3) runs of BENCH_SECONDS (10). Prints one
+table and the ratios, and writes them to bench/results/latest.md. `--soak` (make soak) instead loads
 tally for SOAK_SECONDS (300), reads each replica's RSS every 30 s, and writes the
 series and the growth to bench/results/soak.md.
 """
@@ -119,9 +121,11 @@ class Variant:
         tracing: bool,
         env: dict[str, str] | None = None,
         services: tuple[str, ...] = SERVICES,
+        closed_loop: bool = True,
     ) -> None:
         self.name = name
         self.services = services
+        self.closed_loop = closed_loop  # False: the open loop only (a control)
         self.project = f"{PROJECT_PREFIX}-{slug}"
         self.port = free_port()
         self.host = ""  # nginx's address on the stack's network, once up() has started it
@@ -140,7 +144,9 @@ class Variant:
         self.compose("up", "-d", "--wait", "redis")
         if self.tracing:
             # An OTLP sink in Tempo's place (Tempo cannot run here), so spans really leave.
-            sh("docker", "run", "-d", "--name", f"{self.project}-otlp",
+            # Without the app image's health probe: that docker exec every 5 s was a
+            # cluster of slow answers in the tally rows alone (docs/PERFORMANCE.md, 13).
+            sh("docker", "run", "-d", "--no-healthcheck", "--name", f"{self.project}-otlp",
                "--network", f"{self.project}_backend", "--network-alias", "tempo",
                "-v", f"{ROOT}/tests/stack/otlp_receiver.py:/receiver.py:ro",
                APP_IMAGE, "python", "/receiver.py", "--discard")  # fmt: skip
@@ -210,7 +216,8 @@ class Measured:
 def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
     """All variants up side by side; their runs take turns, so each variant's median comes
     from the same minutes of this machine's drifting speed as the others'. wrk's closed
-    loop first (peak throughput), then an open loop at half of `pace`'s peak (latency)."""
+    loop first (peak throughput; not for the controls), then an open loop at half of
+    `pace`'s peak (latency)."""
     try:
         start = {}
         for variant in variants:
@@ -227,7 +234,7 @@ def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
         unmeasured = dict.fromkeys(variants, 0)
         for connections in CONNECTIONS:
             for _ in range(RUNS):
-                for variant in variants:
+                for variant in (v for v in variants if v.closed_loop):
                     variant.frozen(False)
                     # Unmeasured: the timers that came due during the pause fire now.
                     unmeasured[variant] += wrk(f"{variant.url}/count", connections, 2).requests
@@ -359,8 +366,23 @@ def main() -> None:
             ["compose.yaml", "bench/compose.flask.yaml"],
             False,
         ),
+        # Controls for the open loop: the same two stacks without health probes.
+        Variant(
+            "tally, no health probes (control)",
+            "tally-noprobes",
+            ["compose.yaml", "bench/compose.noprobes.yaml"],
+            True,
+            closed_loop=False,
+        ),
+        Variant(
+            "Flask on gunicorn, no health probes (control)",
+            "flask-noprobes",
+            ["compose.yaml", "bench/compose.flask.yaml", "bench/compose.noprobes.yaml"],
+            False,
+            closed_loop=False,
+        ),
     ]
-    _, lean, ha, bare_once, bare, flask = variants
+    _, lean, ha, bare_once, bare, flask, tally_noprobes, flask_noprobes = variants
     results = measure(variants, pace=flask)
     rate = results[flask].fixed[0].rate
     header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
@@ -369,7 +391,7 @@ def main() -> None:
     for variant in variants:
         measured = results[variant]
         rss = ", ".join(f"{m:.0f}" for m in measured.rss)
-        for connections in CONNECTIONS:
+        for connections in measured.closed:
             runs = measured.closed[connections]
             rows.append([
                 variant.name, str(connections), f"{measured.rps(connections):,.0f}",
@@ -413,7 +435,9 @@ def main() -> None:
         ),
         f"- p99 at {rate:,.0f} req/s (open loop): tally"
         f" {results[tally].p99_at_fixed_load() * 1000:.1f} ms, Flask"
-        f" {results[flask].p99_at_fixed_load() * 1000:.1f} ms",
+        f" {results[flask].p99_at_fixed_load() * 1000:.1f} ms; without health probes:"
+        f" tally {results[tally_noprobes].p99_at_fixed_load() * 1000:.1f} ms, Flask"
+        f" {results[flask_noprobes].p99_at_fixed_load() * 1000:.1f} ms",
         f"- tally at 128 / at 32 connections: {ratio(tally, tally, 128, of=32)}",
     ]
     text = "\n".join(lines) + "\n"

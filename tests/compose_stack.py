@@ -92,7 +92,7 @@ class Stack:
             (self.alert_receiver, "alert-receiver", ALERT_RECEIVER),
         ):
             run(
-                "docker", "run", "-d", "--name", name,
+                "docker", "run", "-d", "--no-healthcheck", "--name", name,
                 "--network", f"{self.project}_backend", "--network-alias", alias,
                 "--read-only", "--user", "10001", "--cap-drop", "ALL",
                 "-v", f"{script}:/receiver.py:ro",

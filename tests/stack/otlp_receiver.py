@@ -36,6 +36,10 @@ def attribute_values(attributes: Iterable[KeyValue]) -> dict[str, object]:
 
 
 class Receiver(BaseHTTPRequestHandler):
+    # Keeps the exporter's connection open between batches, as Tempo does; HTTP/1.0
+    # would make every export a new connection and a DNS lookup of `tempo`.
+    protocol_version = "HTTP/1.1"
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if DISCARD:  # the benchmark's sink: accept and forget, as cheaply as possible

@@ -53,6 +53,23 @@ def test_the_flask_baseline_probes_as_the_app_image_does() -> None:
     } == options
 
 
+def test_the_open_loops_control_runs_without_any_probe() -> None:
+    """bench/compose.noprobes.yaml turns off every health probe of the stack the bench
+    loads, and no service waits for another to be healthy, which none would become."""
+    config = yaml.safe_load(
+        run(
+            "docker", "compose", "-f", "compose.yaml", "-f", "bench/compose.flask.yaml",
+            "-f", "bench/compose.noprobes.yaml", "config", "--no-interpolate",
+            "redis", "app", "nginx",
+        ).stdout
+    )  # fmt: skip
+    for name in ("redis", "app", "nginx"):
+        service = config["services"][name]
+        assert service["healthcheck"].get("disable") is True, name
+        for needed, wait in service.get("depends_on", {}).items():
+            assert wait["condition"] != "service_healthy", (name, needed)
+
+
 def test_nginx_retires_its_upstream_connections_before_hypercorn_would() -> None:
     """A connection Hypercorn closes on its own (idle, or after so many requests) is one
     nginx may be sending the next request on; so nginx's limits come first."""
