@@ -13,9 +13,9 @@ all are up side by side and their runs take turns, the others paused while one i
 loaded. Two controls join the open loop only: tally and Flask without Docker's health
 probes (bench/compose.noprobes.yaml), which set every variant's p99 on this machine
 (docs/PERFORMANCE.md). Medians of BENCH_RUNS (3) runs of BENCH_SECONDS (10). Prints one
-table and the ratios, and writes them to bench/results/latest.md. `--soak` (make soak) instead loads
-tally for SOAK_SECONDS (300), reads each replica's RSS every 30 s, and writes the
-series and the growth to bench/results/soak.md.
+table and the ratios, and writes them to bench/results/latest.md. `--soak` (make soak)
+instead loads tally for SOAK_SECONDS (300), reads each replica's RSS every 30 s, and
+writes the series and the growth to bench/results/soak.md.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import re
 import pytest
 import yaml
 
+from bench.run import SERVICES
 from ops.configuration import NGINX_TEMPLATE
 from tests.support import ROOT, run
 
@@ -59,11 +60,10 @@ def test_the_open_loops_control_runs_without_any_probe() -> None:
     config = yaml.safe_load(
         run(
             "docker", "compose", "-f", "compose.yaml", "-f", "bench/compose.flask.yaml",
-            "-f", "bench/compose.noprobes.yaml", "config", "--no-interpolate",
-            "redis", "app", "nginx",
+            "-f", "bench/compose.noprobes.yaml", "config", "--no-interpolate", *SERVICES,
         ).stdout
     )  # fmt: skip
-    for name in ("redis", "app", "nginx"):
+    for name in SERVICES:
         service = config["services"][name]
         assert service["healthcheck"].get("disable") is True, name
         for needed, wait in service.get("depends_on", {}).items():
