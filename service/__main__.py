@@ -12,7 +12,7 @@ import uvloop
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from service import logs, tracing
+from service import logs, one_write, tracing
 from service.app import create_app
 from service.settings import EX_CONFIG, ConfigError, Settings
 
@@ -44,6 +44,7 @@ async def run(settings: Settings) -> None:
     # On SIGTERM Hypercorn stops accepting, lets in-flight requests finish within
     # graceful_timeout, then runs after_serving (which closes the Redis pool).
     app = create_app(settings, tracer_provider=tracing.tracer_provider(settings))
+    one_write.install()
     await serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)
     log.info("stopped")
 
