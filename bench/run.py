@@ -37,6 +37,8 @@ CONNECTIONS = (32, 128)
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SERVICES = ("redis", "app", "nginx")
+# The open loop's controls add this override last: every health probe off.
+NO_PROBES = "bench/compose.noprobes.yaml"
 # compose.ha.yaml: a primary, two replicas, three Sentinels; WAIT 1 after each increment.
 HA_SERVICES = ("redis", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3",
                "app", "nginx")  # fmt: skip
@@ -128,7 +130,7 @@ class Variant:
         # False: a control with every health probe off, measured in the open loop only.
         self.probes = probes
         if not probes:
-            files = [*files, "bench/compose.noprobes.yaml"]
+            files = [*files, NO_PROBES]
         self.project = f"{PROJECT_PREFIX}-{slug}"
         self.port = free_port()
         self.host = ""  # nginx's address on the stack's network, once up() has started it

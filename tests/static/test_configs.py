@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from bench.run import SERVICES
+from bench.run import NO_PROBES, SERVICES
 from ops.configuration import NGINX_TEMPLATE
 from tests.support import ROOT, run
 
@@ -60,7 +60,7 @@ def test_the_open_loops_control_runs_without_any_probe() -> None:
     config = yaml.safe_load(
         run(
             "docker", "compose", "-f", "compose.yaml", "-f", "bench/compose.flask.yaml",
-            "-f", "bench/compose.noprobes.yaml", "config", "--no-interpolate", *SERVICES,
+            "-f", NO_PROBES, "config", "--no-interpolate", *SERVICES,
         ).stdout
     )  # fmt: skip
     for name in SERVICES:
