@@ -44,7 +44,7 @@ async def run(settings: Settings) -> None:
     # On SIGTERM Hypercorn stops accepting, lets in-flight requests finish within
     # graceful_timeout, then runs after_serving (which closes the Redis pool).
     app = create_app(settings, tracer_provider=tracing.tracer_provider(settings))
-    one_write.install()
+    one_write.install(settings.hypercorn_one_write)
     await serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)
     log.info("stopped")
 

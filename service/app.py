@@ -8,19 +8,15 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from quart import Quart
-from werkzeug.exceptions import BadRequest
 
-from service import __version__, middleware, request_id, routes
+from service import __version__, middleware, routes
 from service.counter import Counter, Observer
 from service.logs import get_logger
 from service.metrics import Metrics
 from service.settings import Settings
+from service.state import State
 
 CounterFactory = Callable[[Settings, Observer, Tracer], Counter]
-
-
-class InvalidRequestId(BadRequest):
-    description = request_id.RULE
 
 
 def create_app(
@@ -28,37 +24,29 @@ def create_app(
     counter_factory: CounterFactory = Counter.from_settings,
     tracer_provider: TracerProvider | None = None,
 ) -> Quart:
-    """Build an app; the counter opens at start, and the counter and tracer close at shutdown."""
+    """Build an app; the counter's pool connects on first use, and the counter and tracer
+    close at shutdown."""
     app = Quart(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 0  # no route takes a body
     metrics = Metrics(settings.replica_id, __version__)
     tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("tally", __version__)
-    app.extensions["settings"] = settings
-    app.extensions["metrics"] = metrics
-    app.register_blueprint(routes.bp)
-
-    @app.before_serving
-    async def open_counter() -> None:
-        app.extensions["counter"] = counter_factory(settings, metrics.observe_redis, tracer)
+    state = State(
+        settings, metrics, counter_factory(settings, metrics.observe_redis, tracer), app.jinja_env
+    )
+    app.register_blueprint(routes.blueprint(state))
 
     @app.after_serving
     async def close() -> None:
-        await app.extensions["counter"].close()
+        await state.counter.close()
         if tracer_provider is not None:
             tracer_provider.shutdown()  # flushes the spans still queued
-
-    @app.before_request
-    async def refuse_bad_request_id() -> None:
-        if middleware.current().bad_request_id:
-            raise InvalidRequestId()
 
     app.asgi_app = middleware.Observed(  # type: ignore[method-assign]
         app.asgi_app,
         app.url_map,
-        settings.replica_id,
-        metrics,
+        state,
         tracer,
         get_logger(),
-        fast={"/count": routes.FastCount(app.extensions)},
+        endpoints={routes.COUNT_PATH: routes.Count(state)},
     )
     return app

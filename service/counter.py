@@ -9,6 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.semconv.attributes.db_attributes import (
+    DB_NAMESPACE,
+    DB_OPERATION_NAME,
+    DB_SYSTEM_NAME,
+)
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 from redis.asyncio import Redis
 from redis.asyncio.connection import parse_url
@@ -88,13 +94,13 @@ class Counter:
         pool = redis.connection_pool.connection_kwargs
         # Database client span attributes (OpenTelemetry semantic conventions), per operation.
         server: dict[str, str | int] = {
-            "db.system.name": "redis",
-            "db.namespace": str(pool.get("db", 0)),
-            "server.address": str(pool.get("host", pool.get("path", ""))),
-            "server.port": int(pool.get("port", 0)),
+            DB_SYSTEM_NAME: "redis",
+            DB_NAMESPACE: str(pool.get("db", 0)),
+            SERVER_ADDRESS: str(pool.get("host", pool.get("path", ""))),
+            SERVER_PORT: int(pool.get("port", 0)),
         }
         self._span_attributes = {
-            name: {**server, "db.operation.name": name.upper()} for name in REDIS_OPERATIONS
+            name: {**server, DB_OPERATION_NAME: name.upper()} for name in REDIS_OPERATIONS
         }
 
     @classmethod

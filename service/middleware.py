@@ -4,10 +4,10 @@ A liveness probe (GET /healthz) gets the headers and its own counter, nothing el
 
 It works on the raw ASGI scope and messages, so the hot path has no Quart hooks,
 request proxies or header objects of its own (docs/PERFORMANCE.md has what that
-bought). What the routes need of it (the request id) they read from `current()`: a
-context variable set here is seen by the tasks Quart starts for the request. A GET whose
-path has a `fast` handler (GET /count: routes.FastCount) goes to it first, inside the same
-span, metrics and access line, and to Quart only when it declines.
+bought). A path with an endpoint of its own (/count: routes.Count) goes to it, every
+method, inside the same span, metrics and access line; every other path goes to Quart,
+whose views read the request id from `current()`: a context variable set here is seen
+by the tasks Quart starts for the request.
 """
 
 from __future__ import annotations
@@ -29,14 +29,25 @@ from hypercorn.typing import (
     Scope,
 )
 from opentelemetry import context, propagate, trace
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_HEADER_TEMPLATE,
+    HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+)
+from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
+from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_SCHEME
+from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map
 
 from service.logs import REQUEST_ID, span_ids
-from service.metrics import Metrics
-from service.request_id import ACCEPTED, HEADER_ASGI
+from service.request_id import ACCEPTED, HEADER, HEADER_ASGI
+from service.state import State
 
+# The request id on the server span, as the conventions name a captured request header.
+REQUEST_ID_ATTRIBUTE = f"{HTTP_REQUEST_HEADER_TEMPLATE}.{HEADER.lower()}"
 # Sent when no response was started: the client went away first (nginx's convention).
 CLIENT_CLOSED = 499
 # Docker probes every replica every few seconds: a line and a request series for each would
@@ -56,9 +67,8 @@ class Exchange:
 
 _current: ContextVar[Exchange] = ContextVar("tally_exchange")
 
-# A GET answered without the framework: sends the whole response and returns True, or
-# sends nothing and returns False to leave the request to the app.
-FastPath = Callable[[HTTPScope, Exchange, ASGISendCallable], Awaitable[bool]]
+# A path answered without the framework: sends the whole response.
+Endpoint = Callable[[HTTPScope, Exchange, ASGISendCallable], Awaitable[None]]
 
 
 def _exchange(scope: HTTPScope) -> tuple[Exchange, bytes | None]:
@@ -105,18 +115,18 @@ class Observed:
         self,
         app: ASGIFramework,
         url_map: Map,
-        replica_id: str,
-        metrics: Metrics,
+        state: State,
         tracer: Tracer,
         access_log: structlog.typing.FilteringBoundLogger,
-        fast: Mapping[str, FastPath] | None = None,
+        endpoints: Mapping[str, Endpoint] | None = None,
     ) -> None:
         self._app = app
-        self._fast = dict(fast or {})  # by path, for GET
+        self._endpoints = dict(endpoints or {})  # by path, every method
         self._routes = {rule.rule: rule.rule for rule in url_map.iter_rules() if not rule.arguments}
+        self._routes.update((path, path) for path in self._endpoints)
         self._match = url_map.bind("tally").match  # for the rules with variables (/static/...)
-        self._served_by = (b"x-served-by", replica_id.encode())
-        self._metrics = metrics
+        self._served_by = (b"x-served-by", state.settings.replica_id.encode())
+        self._metrics = state.metrics
         self._tracer = tracer
         self._log = access_log
 
@@ -142,7 +152,7 @@ class Observed:
         reply = _Reply(send, (self._served_by, (HEADER_ASGI, exchange.request_id.encode())))
         if scope["path"] == HEALTH_PATH and method in PROBE_METHODS:
             try:
-                await self._forward(scope, receive, reply)
+                await self._guarded(self._app(scope, receive, reply.send), reply)
             finally:
                 self._metrics.observe_probe(reply.status)
                 _current.reset(exchange_token)
@@ -165,19 +175,23 @@ class Observed:
         trace_token = context.attach(trace.set_span_in_context(span, parent))
         request_id_token = REQUEST_ID.set(exchange.request_id)
         self._metrics.in_flight += 1
-        fast = self._fast.get(scope["path"]) if method == "GET" else None
+        endpoint = self._endpoints.get(scope["path"])
         try:
-            if fast is None or not await fast(scope, exchange, reply.send):
-                await self._forward(scope, receive, reply)
+            if endpoint is None:
+                await self._guarded(self._app(scope, receive, reply.send), reply)
+            else:
+                await self._guarded(endpoint(scope, exchange, reply.send), reply)
         finally:
             self._finish(method, route, reply.status, time.perf_counter() - started, span)
             REQUEST_ID.reset(request_id_token)
             _current.reset(exchange_token)
             context.detach(trace_token)
 
-    async def _forward(self, scope: HTTPScope, receive: ASGIReceiveCallable, reply: _Reply) -> None:
+    @staticmethod
+    async def _guarded(answer: Awaitable[None], reply: _Reply) -> None:
+        """Await an answer; one that fails is a 500 (the server sends it) in the metrics."""
         try:
-            await self._app(scope, receive, reply.send)
+            await answer
         except asyncio.CancelledError:
             raise
         except BaseException:
@@ -201,7 +215,7 @@ class Observed:
             duration_ms=round(seconds * 1000, 2),
             **ids,
         )
-        span.set_attribute("http.response.status_code", status)
+        span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         span.end()
@@ -212,11 +226,11 @@ class Observed:
     ) -> dict[str, str | tuple[str, ...]]:
         user_agent = next((v for k, v in scope["headers"] if k == b"user-agent"), b"")
         return {
-            "http.request.method": scope["method"],
-            "http.route": route if route != "unmatched" else "",
-            "url.path": scope["path"],
-            "url.scheme": scope["scheme"],
-            "network.protocol.version": scope["http_version"],
-            "user_agent.original": user_agent.decode("latin-1"),
-            "http.request.header.x-request-id": (request_id,),
+            HTTP_REQUEST_METHOD: scope["method"],
+            HTTP_ROUTE: route if route != "unmatched" else "",
+            URL_PATH: scope["path"],
+            URL_SCHEME: scope["scheme"],
+            NETWORK_PROTOCOL_VERSION: scope["http_version"],
+            USER_AGENT_ORIGINAL: user_agent.decode("latin-1"),
+            REQUEST_ID_ATTRIBUTE: (request_id,),
         }

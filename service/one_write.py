@@ -14,18 +14,26 @@ once. A response whose head is held when the connection closes (the app failed a
 `http.response.start`) is never sent: nginx then reads no answer at all, which it may
 retry on another replica, where before it read a head and a cut-off body.
 
-It is written against Hypercorn 0.18's method: tests/unit/test_one_write.py pins the
-version, so an upgrade fails there until someone compares this with the new method.
+It is written against Hypercorn's 0.18 series, which pyproject.toml pins. `install()`
+checks the installed version first: on any other it leaves Hypercorn alone and logs one
+warning (the service works as before, one write slower per answer) until someone compares
+this with the new method and moves SERIES. `HYPERCORN_ONE_WRITE=false` turns it off.
+`python -m service` is the one caller; dev mode's reloader serves with Hypercorn as released.
 """
 
 from __future__ import annotations
+
+from importlib.metadata import version
 
 import h11
 from hypercorn.events import RawData
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.typing import H11SendableEvent
 
-WRITTEN_AGAINST = "0.18.0"
+from service.logs import get_logger
+
+# The Hypercorn series whose H11Protocol._send_h11_event this replaces.
+SERIES = "0.18"
 
 
 async def _send_h11_event(self: H11Protocol, event: H11SendableEvent) -> None:
@@ -45,7 +53,15 @@ async def _send_h11_event(self: H11Protocol, event: H11SendableEvent) -> None:
     await self.send(RawData(data=data))
 
 
-def install() -> None:
-    """From now on every HTTP/1.1 connection Hypercorn serves writes head and body once."""
+def install(enabled: bool = True) -> bool:
+    """From now on every HTTP/1.1 connection Hypercorn serves writes head and body once,
+    when `enabled` and the installed Hypercorn is of SERIES; whether it did."""
+    if not enabled:
+        return False
+    installed = version("hypercorn")
+    if installed.split(".")[:2] != SERIES.split("."):
+        get_logger().warning("one_write_skipped", hypercorn=installed, written_for=SERIES)
+        return False
     H11Protocol._held_head = None  # type: ignore[attr-defined]
     H11Protocol._send_h11_event = _send_h11_event  # type: ignore[method-assign]
+    return True

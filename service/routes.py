@@ -1,10 +1,10 @@
-"""HTTP in, HTTP out: the routes, content negotiation and error bodies.
+"""HTTP in, HTTP out: the routes, content negotiation and the body of every answer.
 
-GET /count, the hot path, is answered twice over: by `count()` through Quart, and by
-`FastCount` on the raw ASGI messages, which the middleware tries first and which declines
-what needs the framework (an HTML page, a request body, a refused request id). Both take
-the visit, its body and its headers from the same functions here, and
-tests/unit/test_fast_count.py compares their answers byte for byte.
+GET /count, the hot path, is one ASGI endpoint, `Count`, that the middleware calls for
+every request to /count: it reads the raw ASGI scope and sends the raw messages, with no
+request context, request or response objects, and no task watching for a disconnect
+(docs/PERFORMANCE.md has what that buys). The other routes are Quart views. Both render
+through `render()`, so a format, a page or an error reads the same wherever it is answered.
 """
 
 from __future__ import annotations
@@ -12,19 +12,20 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hypercorn.typing import ASGISendCallable, HTTPScope
 from opentelemetry import trace
-from quart import Blueprint, Response, current_app, render_template, request
+from quart import Blueprint, Response, request
 from werkzeug.datastructures import MIMEAccept
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.http import parse_accept_header
 
-from service import middleware
-from service.counter import Counter, RedisUnavailable
+from service import middleware, request_id
+from service.counter import RedisUnavailable
 from service.logs import get_logger
-from service.metrics import Metrics
+from service.state import State
 
 Format = Literal["text", "json", "html"]
 
@@ -34,7 +35,7 @@ _MEDIA_TYPES: dict[str, Format] = {
     "application/json": "json",
     "text/html": "html",
 }
-_CONTENT_TYPES: dict[Format, str] = {
+CONTENT_TYPES: dict[Format, str] = {
     "text": "text/plain; charset=utf-8",
     "json": "application/json",
     "html": "text/html; charset=utf-8",
@@ -42,11 +43,39 @@ _CONTENT_TYPES: dict[Format, str] = {
 RETRY_AFTER_SECONDS = 1
 VARY = {"Vary": "Accept"}
 NO_STORE = {"Cache-Control": "no-store"}
-
-bp = Blueprint("tally", __name__)
-
+COUNT_PATH = "/count"
+# What /count answers to; an OPTIONS request gets this list, any other method a 405.
+COUNT_METHODS = ("GET", "HEAD", "OPTIONS")
 
 log = get_logger()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An error answer: its status, a code for machines and a fixed sentence for people
+    (nothing from the request echoes back)."""
+
+    status: int
+    code: str
+    message: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+UNAVAILABLE = Problem(
+    503,
+    "unavailable",
+    "The counter is unavailable right now. Try again shortly.",
+    {"Retry-After": str(RETRY_AFTER_SECONDS)},
+)
+INTERNAL = Problem(500, "internal_error", "Something went wrong on our side.")
+BAD_REQUEST_ID = Problem(400, "bad_request", request_id.RULE)
+WITH_BODY = Problem(413, "request_entity_too_large", "This server takes no request body.")
+COUNT_NOT_ALLOWED = Problem(
+    405,
+    "method_not_allowed",
+    f"Method not allowed. Allowed: {', '.join(COUNT_METHODS)}.",
+    {"Allow": ", ".join(COUNT_METHODS)},
+)
 
 
 @functools.lru_cache(maxsize=64)  # clients send a handful of distinct Accept headers
@@ -60,179 +89,202 @@ def negotiate(accept: str | None) -> Format:
     return _MEDIA_TYPES[best]
 
 
-def plain_body(fmt: Format, data: dict[str, Any], text: str) -> str:
-    """A JSON document or a line of text (HTML is a template: see render)."""
-    return json.dumps(data) if fmt == "json" else text + "\n"
-
-
 async def render(
-    status: int,
-    template: str,
-    data: dict[str, Any],
-    text: str,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    """One response in the negotiated format: a Jinja page, a JSON document or a line of text."""
-    fmt = negotiate(request.headers.get("Accept"))
-    if fmt == "html":
-        links = current_app.extensions["settings"].dashboard_links
-        body = await render_template(template, links=links, **{"served_by": _replica(), **data})
-    else:
-        body = plain_body(fmt, data, text)
-    return Response(
-        body, status=status, content_type=_CONTENT_TYPES[fmt], headers={**(headers or {}), **VARY}
+    state: State, fmt: Format, template: str, data: Mapping[str, Any], text: str
+) -> bytes:
+    """One body in a format: a Jinja page, a JSON document or a line of text."""
+    if fmt == "json":
+        return json.dumps(data).encode()
+    if fmt == "text":
+        return (text + "\n").encode()
+    settings = state.settings
+    page = await state.templates.get_template(template).render_async(
+        links=settings.dashboard_links, **{"served_by": settings.replica_id, **data}
     )
+    return page.encode()
 
 
-def _counter() -> Counter:
-    counter: Counter = current_app.extensions["counter"]
-    return counter
+async def render_problem(state: State, fmt: Format, problem: Problem) -> bytes:
+    data = {"error": problem.code, "message": problem.message, "status": problem.status}
+    return await render(state, fmt, "error.html", data, f"{problem.status} {problem.message}")
 
 
-def _replica() -> str:
-    replica: str = current_app.extensions["settings"].replica_id
-    return replica
-
-
-@bp.get("/")
-async def index() -> Response:
-    return await render(
-        200,
-        "index.html",
-        {"message": "Welcome to tally, a visit counter.", "served_by": _replica()},
-        "Welcome to tally, a visit counter. GET /count to count your visit.",
-    )
-
-
-async def visit(extensions: Mapping[str, Any], exchange: middleware.Exchange) -> dict[str, Any]:
-    """Count one visit (once per request id when the caller gave one); what /count shows."""
-    counter: Counter = extensions["counter"]
-    result = await counter.increment(exchange.request_id if exchange.idempotent else None)
-    if not result.replayed:
-        metrics: Metrics = extensions["metrics"]
-        metrics.visits.inc()
-    return {"count": result.value, "served_by": extensions["settings"].replica_id}
-
-
-@bp.get("/count")
-async def count() -> Response:
-    data = await visit(current_app.extensions, middleware.current())
-    return await render(200, "count.html", data, str(data["count"]), NO_STORE)
-
-
-@bp.get("/metrics")
-async def metrics() -> Response:
-    body, content_type = current_app.extensions["metrics"].exposition(request.headers.get("Accept"))
-    return Response(body, content_type=content_type)
-
-
-@bp.get("/healthz")
-async def healthz() -> Response:
-    return await render(200, "status.html", {"status": "ok"}, "ok")
-
-
-@bp.get("/readyz")
-async def readyz() -> Response:
-    await _counter().ping()
-    return await render(200, "status.html", {"status": "ready"}, "ready")
-
-
-def error_content(status: int, code: str, message: str) -> tuple[dict[str, Any], str]:
-    """An error's JSON document and its line of text."""
-    return {"error": code, "message": message, "status": status}, f"{status} {message}"
-
-
-async def error(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> Response:
-    return await render(status, "error.html", *error_content(status, code, message), headers)
-
-
-@bp.app_errorhandler(HTTPException)
-async def http_error(exc: HTTPException) -> Response:
-    status = exc.code or 500
-    name = exc.name or "Error"
-    headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
-    # Descriptions are fixed sentences (werkzeug's or ours); nothing from the request echoes back.
-    message = {
-        404: "Not found. Try / or /count.",
-        405: f"Method not allowed. Allowed: {headers.get('Allow', 'GET')}.",
-    }.get(status, exc.description or f"{name}.")
-    return await error(status, name.lower().replace(" ", "_"), message, headers)
-
-
-def unavailable(exc: RedisUnavailable) -> tuple[int, str, str, dict[str, str]]:
+def unavailable(exc: RedisUnavailable) -> Problem:
     log.warning("redis_unavailable", reason=str(exc))
-    return (
-        503,
-        "unavailable",
-        "The counter is unavailable right now. Try again shortly.",
-        {"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+    return UNAVAILABLE
 
 
-def internal(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
+def internal(exc: Exception) -> Problem:
     # The traceback goes to the log and the trace, never to the client.
     log.error("unhandled_exception", exc_info=exc)
     trace.get_current_span().record_exception(exc)
-    return 500, "internal_error", "Something went wrong on our side.", {}
+    return INTERNAL
 
 
-@bp.app_errorhandler(RedisUnavailable)
-async def redis_unavailable(exc: RedisUnavailable) -> Response:
-    return await error(*unavailable(exc))
+class InvalidRequestId(BadRequest):
+    description = request_id.RULE
 
 
-@bp.app_errorhandler(Exception)
-async def unexpected(exc: Exception) -> Response:
-    return await error(*internal(exc))
+def blueprint(state: State) -> Blueprint:
+    """The Quart views: every route but /count, and the error pages."""
+    bp = Blueprint("tally", __name__)
+
+    async def answer(
+        status: int,
+        template: str,
+        data: Mapping[str, Any],
+        text: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        fmt = negotiate(request.headers.get("Accept"))
+        body = await render(state, fmt, template, data, text)
+        headers = {**(headers or {}), **VARY}
+        return Response(body, status=status, content_type=CONTENT_TYPES[fmt], headers=headers)
+
+    async def problem(found: Problem) -> Response:
+        fmt = negotiate(request.headers.get("Accept"))
+        return Response(
+            await render_problem(state, fmt, found),
+            status=found.status,
+            content_type=CONTENT_TYPES[fmt],
+            headers={**found.headers, **VARY},
+        )
+
+    @bp.before_app_request
+    async def refuse_bad_request_id() -> None:
+        if middleware.current().bad_request_id:
+            raise InvalidRequestId()
+
+    @bp.get("/")
+    async def index() -> Response:
+        welcome = {"message": "Welcome to tally, a visit counter."}
+        return await answer(
+            200,
+            "index.html",
+            {**welcome, "served_by": state.settings.replica_id},
+            "Welcome to tally, a visit counter. GET /count to count your visit.",
+        )
+
+    @bp.get("/metrics")
+    async def metrics() -> Response:
+        body, content_type = state.metrics.exposition(request.headers.get("Accept"))
+        return Response(body, content_type=content_type)
+
+    @bp.get("/healthz")
+    async def healthz() -> Response:
+        return await answer(200, "status.html", {"status": "ok"}, "ok")
+
+    @bp.get("/readyz")
+    async def readyz() -> Response:
+        await state.counter.ping()
+        return await answer(200, "status.html", {"status": "ready"}, "ready")
+
+    @bp.app_errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        name = exc.name or "Error"
+        headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+        # Descriptions are fixed sentences (werkzeug's or ours); nothing from the request.
+        message = {
+            404: "Not found. Try / or /count.",
+            405: f"Method not allowed. Allowed: {headers.get('Allow', 'GET')}.",
+        }.get(status, exc.description or f"{name}.")
+        return await problem(Problem(status, name.lower().replace(" ", "_"), message, headers))
+
+    @bp.app_errorhandler(RedisUnavailable)
+    async def redis_unavailable(exc: RedisUnavailable) -> Response:
+        return await problem(unavailable(exc))
+
+    @bp.app_errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        return await problem(internal(exc))
+
+    return bp
 
 
-class FastCount:
-    """GET /count on the raw ASGI messages: no request context, no request or response
-    objects, no task watching for a disconnect (docs/PERFORMANCE.md has what that buys).
-    Returns False, having sent nothing, for what it leaves to Quart's `count()`."""
+class Count:
+    """Every request to /count. GET counts the visit (once per request id when the caller
+    gave one) and shows the count; HEAD answers the head a GET would, without counting
+    (an uptime monitor or a link checker must not move the count): 200 when Redis
+    answers, else the GET's error; OPTIONS lists the methods; anything else is a 405."""
 
-    def __init__(self, extensions: Mapping[str, Any]) -> None:
-        self._extensions = extensions
+    def __init__(self, state: State) -> None:
+        self._state = state
 
     async def __call__(
         self, scope: HTTPScope, exchange: middleware.Exchange, send: ASGISendCallable
-    ) -> bool:
+    ) -> None:
         accept = None
+        has_body = False
         for name, value in scope["headers"]:
             if name == b"accept":
                 if accept is None:  # the first one, as werkzeug reads it
                     accept = value.decode("latin-1")
             elif (name == b"content-length" and value != b"0") or name == b"transfer-encoding":
-                return False  # a body: Quart refuses it (MAX_CONTENT_LENGTH)
+                has_body = True
         fmt = negotiate(accept)
-        if fmt == "html" or exchange.bad_request_id:
-            return False
-        try:
-            data = await visit(self._extensions, exchange)
-        except RedisUnavailable as exc:
-            status, code, message, headers = unavailable(exc)
-        except Exception as exc:  # answered as Quart's handler would
-            status, code, message, headers = internal(exc)
+        method = scope["method"]
+        head = method == "HEAD"
+        if exchange.bad_request_id:
+            await self._problem(send, fmt, BAD_REQUEST_ID, head)
+        elif method == "OPTIONS":
+            allow = COUNT_NOT_ALLOWED.headers["Allow"]
+            await _send(send, 200, {"Allow": allow, "Content-Type": CONTENT_TYPES["html"]}, b"")
+        elif method not in COUNT_METHODS:
+            await self._problem(send, fmt, COUNT_NOT_ALLOWED, head)
+        elif has_body:
+            await self._problem(send, fmt, WITH_BODY, head)
         else:
-            body = plain_body(fmt, data, str(data["count"])).encode()
-            await _send(send, 200, fmt, body, NO_STORE)
-            return True
-        body = plain_body(fmt, *error_content(status, code, message)).encode()
-        await _send(send, status, fmt, body, headers)
-        return True
+            await self._count(send, fmt, exchange, head)
+
+    async def _count(
+        self, send: ASGISendCallable, fmt: Format, exchange: middleware.Exchange, head: bool
+    ) -> None:
+        state = self._state
+        try:
+            if head:
+                await state.counter.ping()
+            else:
+                result = await state.counter.increment(
+                    exchange.request_id if exchange.idempotent else None
+                )
+                if not result.replayed:
+                    state.metrics.visits.inc()
+        except RedisUnavailable as exc:
+            await self._problem(send, fmt, unavailable(exc), head)
+            return
+        except Exception as exc:
+            await self._problem(send, fmt, internal(exc), head)
+            return
+        headers = {**NO_STORE, **VARY, "Content-Type": CONTENT_TYPES[fmt]}
+        if head:  # the length of a count not taken is not known: no Content-Length
+            await _send(send, 200, headers, None)
+            return
+        data = {"count": result.value, "served_by": state.settings.replica_id}
+        body = await render(state, fmt, "count.html", data, str(result.value))
+        await _send(send, 200, headers, body)
+
+    async def _problem(
+        self, send: ASGISendCallable, fmt: Format, problem: Problem, head: bool
+    ) -> None:
+        body = await render_problem(self._state, fmt, problem)
+        headers = {**problem.headers, **VARY, "Content-Type": CONTENT_TYPES[fmt]}
+        await _send(send, problem.status, headers, body, head)
 
 
 async def _send(
-    send: ASGISendCallable, status: int, fmt: Format, body: bytes, headers: Mapping[str, str]
+    send: ASGISendCallable,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    head: bool = False,
 ) -> None:
-    headers = {
-        **headers,
-        **VARY,
-        "Content-Type": _CONTENT_TYPES[fmt],
-        "Content-Length": str(len(body)),
-    }
+    """The two ASGI messages of an answer. A body of None has no Content-Length; with
+    `head` the body is counted in Content-Length but not sent."""
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    if body is not None:
+        raw.append((b"content-length", str(len(body)).encode("latin-1")))
     await send({"type": "http.response.start", "status": status, "headers": raw, "trailers": False})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send(
+        {"type": "http.response.body", "body": b"" if head else body or b"", "more_body": False}
+    )

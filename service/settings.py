@@ -252,6 +252,11 @@ class Settings:
         "seconds in-flight requests get to finish after SIGTERM",
     )  # fmt: skip
     port: int = setting("PORT", 8000, port_number, PORT_RULE, "the port the app listens on")
+    hypercorn_one_write: bool = setting(
+        "HYPERCORN_ONE_WRITE", True, flag, FLAG_RULE,
+        "send a response's head and body in one write (`service/one_write.py`, a patch of"
+        " Hypercorn's HTTP/1.1 writer); `false`: Hypercorn as released",
+    )  # fmt: skip
     reload: bool = setting(
         "RELOAD", False, flag, FLAG_RULE, "restart on source changes (the dev profile)"
     )

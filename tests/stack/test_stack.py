@@ -107,6 +107,20 @@ def test_idempotency_key_through_nginx_counts_once(stack: Stack) -> None:
     assert stack.count() == first.json()["count"] + 1
 
 
+def test_head_count_through_nginx_answers_a_gets_head_and_never_counts(stack: Stack) -> None:
+    get = httpx.get(f"{stack.url}/count", headers=JSON)
+    before = stack.count()
+    for _ in range(2):
+        head = httpx.head(f"{stack.url}/count", headers=JSON)
+        assert head.status_code == 200
+        assert head.content == b""
+        for name in ("Content-Type", "Cache-Control"):
+            assert head.headers[name] == get.headers[name]
+        assert head.headers["X-Served-By"]
+        assert len(head.headers["X-Request-ID"]) == 32
+    assert stack.count() == before + 1  # this GET's visit, none from the HEADs
+
+
 def test_metrics_are_not_public(stack: Stack) -> None:
     assert httpx.get(f"{stack.url}/metrics").status_code == 404
 
