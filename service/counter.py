@@ -25,6 +25,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from service.request_id import record_key
 from service.settings import Settings
+from service.tracing import TRAIL, Trail
 
 # INCR and remembering its result under the request id happen in one atomic
 # script, so a retried request (nginx proxy_next_upstream, a client retry)
@@ -191,15 +192,15 @@ class Counter:
 
     async def _call(self, name: str, command: Any) -> Any:
         # A child of an unsampled request span is never sampled (parent-based
-        # sampling): most requests skip making one.
+        # sampling): most requests skip making one, and leave the call on their trail.
         if not trace.get_current_span().is_recording():
-            return await self._timed(name, command)
+            return await self._timed(name, command, TRAIL.get())
         with self._tracer.start_as_current_span(
             name.upper(), kind=SpanKind.CLIENT, attributes=self._span_attributes[name]
         ):
-            return await self._timed(name, command)
+            return await self._timed(name, command, None)
 
-    async def _timed(self, name: str, command: Any) -> Any:
+    async def _timed(self, name: str, command: Any, trail: Trail | None) -> Any:
         # socket_timeout bounds each read, but a connect plus a read could
         # take twice that; the outer deadline keeps the whole call within it.
         started = time.perf_counter()
@@ -207,7 +208,13 @@ class Counter:
             async with asyncio.timeout(self._timeout):
                 result = await command
         except (RedisError, OSError, TimeoutError) as exc:
-            self._observe(name, time.perf_counter() - started, False)
+            self._done(name, started, trail, type(exc).__name__)
             raise RedisUnavailable(type(exc).__name__) from exc
-        self._observe(name, time.perf_counter() - started, True)
+        self._done(name, started, trail, None)
         return result
+
+    def _done(self, name: str, started: float, trail: Trail | None, error: str | None) -> None:
+        ended = time.perf_counter()
+        self._observe(name, ended - started, error is None)
+        if trail is not None:
+            trail.calls.append((name.upper(), self._span_attributes[name], started, ended, error))

@@ -23,6 +23,9 @@ HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTI
 # Latencies seen here run from under a millisecond (Redis on the same host) to
 # the 1 s Redis timeout; the top bucket catches anything past it.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+# The latency SLO's threshold (docs/SLO.md), one of the buckets so that the share under it
+# is counted, not interpolated; a request slower than this keeps its trace (tracing.py).
+LATENCY_SLO_SECONDS = 0.5
 
 
 class Metrics:

@@ -43,8 +43,10 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map
 
 from service.logs import REQUEST_ID, span_ids
+from service.metrics import LATENCY_SLO_SECONDS
 from service.request_id import ACCEPTED, HEADER, HEADER_ASGI
 from service.state import State
+from service.tracing import TRAIL, Trail, rebuild, record_exception
 
 # The request id on the server span, as the conventions name a captured request header.
 REQUEST_ID_ATTRIBUTE = f"{HTTP_REQUEST_HEADER_TEMPLATE}.{HEADER.lower()}"
@@ -165,13 +167,14 @@ class Observed:
             parent = propagate.extract(
                 {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             )
-        span = self._tracer.start_span(
-            f"{method} {route}" if route != "unmatched" else method,
-            context=parent,
-            kind=SpanKind.SERVER,
-        )
+        name = f"{method} {route}" if route != "unmatched" else method
+        span = self._tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+        trail = None
         if span.is_recording():  # most requests are not sampled: skip the attributes then
             span.set_attributes(self._span_attributes(scope, route, exchange.request_id))
+        elif span.get_span_context().is_valid:  # tracing is on: keep the outline
+            trail = Trail(started, time.time_ns())
+        trail_token = TRAIL.set(trail)
         trace_token = context.attach(trace.set_span_in_context(span, parent))
         request_id_token = REQUEST_ID.set(exchange.request_id)
         self._metrics.in_flight += 1
@@ -182,7 +185,17 @@ class Observed:
             else:
                 await self._guarded(endpoint(scope, exchange, reply.send), reply)
         finally:
-            self._finish(method, route, reply.status, time.perf_counter() - started, span)
+            ended = time.perf_counter()
+            status = reply.status
+            # A failed or slow request keeps its trace, whatever the sampler decided.
+            kept = False
+            if trail is not None and (status >= 500 or ended - started > LATENCY_SLO_SECONDS):
+                kept = True
+                attributes = self._span_attributes(scope, route, exchange.request_id)
+                dropped = span.get_span_context()
+                rebuild(self._tracer, name, dropped, parent, trail, ended, status, attributes)
+            self._finish(method, route, status, ended - started, span, kept)
+            TRAIL.reset(trail_token)
             REQUEST_ID.reset(request_id_token)
             _current.reset(exchange_token)
             context.detach(trace_token)
@@ -194,18 +207,19 @@ class Observed:
             await answer
         except asyncio.CancelledError:
             raise
-        except BaseException:
+        except BaseException as exc:
             reply.status = 500
+            record_exception(exc)
             raise
 
     def _finish(
-        self, method: str, route: str, status: int, seconds: float, span: trace.Span
+        self, method: str, route: str, status: int, seconds: float, span: trace.Span, kept: bool
     ) -> None:
         self._metrics.in_flight -= 1
         span_context = span.get_span_context()
         ids = span_ids(span_context) if span_context.is_valid else {}
-        # Exemplars only for sampled spans: those are the traces Tempo has.
-        exemplar = ids if span_context.trace_flags.sampled else None
+        # Exemplars only for the traces Tempo has: the sampled and the rebuilt.
+        exemplar = ids if span_context.trace_flags.sampled or kept else None
         self._metrics.observe_request(method, route, status, seconds, exemplar)
         self._log.info(
             "request",

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hypercorn.typing import ASGISendCallable, HTTPScope
-from opentelemetry import trace
 from quart import Blueprint, Response, request
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.http import parse_accept_header
 
-from service import middleware, request_id
+from service import middleware, request_id, tracing
 from service.counter import RedisUnavailable
 from service.logs import get_logger
 from service.state import State
@@ -117,7 +116,7 @@ def unavailable(exc: RedisUnavailable) -> Problem:
 def internal(exc: Exception) -> Problem:
     # The traceback goes to the log and the trace, never to the client.
     log.error("unhandled_exception", exc_info=exc)
-    trace.get_current_span().record_exception(exc)
+    tracing.record_exception(exc)
     return INTERNAL
 
 

@@ -1,21 +1,161 @@
-"""OpenTelemetry tracing: a provider built from the standard OTEL_* variables, or none at all."""
+"""OpenTelemetry tracing: a provider built from the standard OTEL_* variables, or none at all,
+and the traces of failed and slow requests kept whatever the head sampling decided.
+
+The sampler (OTEL_TRACES_SAMPLER, _ARG: 1% in the stack) decides at the start of a
+request, before anyone knows how it ends. A request it drops costs almost nothing: a
+span that records nothing, and a `Trail`, the outline of what the request did (its
+Redis calls with their times and outcomes, the exception behind a 500). When such a
+request ends with a 5xx or slower than the latency SLO's threshold, `rebuild` makes its
+trace from that outline, after the fact: the server span under the same trace and span
+ids its log lines already carry, a child span per Redis call, the exception recorded.
+So every failed or slow request has a trace in Tempo; fast successes stay at the ratio.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any
 
+from opentelemetry import context, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.util.types import Attributes
 
 from service import __version__
 from service.logs import get_logger
 from service.settings import Settings
 
+# A Redis call in outline: its span's name and attributes, when it started and ended
+# (time.perf_counter()), and the error's type when it failed.
+Call = tuple[str, Mapping[str, Any], float, float, str | None]
 
-def tracer_provider(settings: Settings) -> TracerProvider | None:
+
+class Trail:
+    """What an unsampled request did, in outline: enough to build its trace afterwards."""
+
+    __slots__ = ("calls", "exception", "started", "started_ns")
+
+    def __init__(self, started: float, started_ns: int) -> None:
+        self.started = started  # time.perf_counter() at the start ...
+        self.started_ns = started_ns  # ... and the wall clock then, for the spans' times
+        self.calls: list[Call] = []
+        self.exception: BaseException | None = None
+
+    def ns(self, perf: float) -> int:
+        return self.started_ns + int((perf - self.started) * 1e9)
+
+
+# The trail of the request being answered, when it is not sampled and tracing is on.
+TRAIL: ContextVar[Trail | None] = ContextVar("tally_trail", default=None)
+# While `rebuild` makes a request's server span: the ids that span must have.
+_PINNED: ContextVar[trace.SpanContext | None] = ContextVar("tally_pinned", default=None)
+
+
+def record_exception(exc: BaseException) -> None:
+    """On the current span when it records, else on the request's trail."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.record_exception(exc)
+        return
+    trail = TRAIL.get()
+    if trail is not None:
+        trail.exception = exc
+
+
+class PinnedIds(RandomIdGenerator):
+    """Random ids, but while a request's trace is rebuilt, the ids its logs carry."""
+
+    def generate_trace_id(self) -> int:
+        pinned = _PINNED.get()
+        return pinned.trace_id if pinned is not None else super().generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        pinned = _PINNED.get()
+        return pinned.span_id if pinned is not None else super().generate_span_id()
+
+
+class KeepRebuilt(Sampler):
+    """The configured sampler, except that a rebuilt trace is always kept."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self._sampler = sampler
+
+    def should_sample(
+        self,
+        parent_context: context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        if _PINNED.get() is not None:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+        return self._sampler.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"KeepRebuilt{{{self._sampler.get_description()}}}"
+
+
+def rebuild(
+    tracer: Tracer,
+    name: str,
+    dropped: trace.SpanContext,
+    parent: context.Context | None,
+    trail: Trail,
+    ended: float,
+    status: int,
+    attributes: Mapping[str, Any],
+) -> None:
+    """The trace of a request the sampler dropped, from its trail: a server span with the
+    dropped span's ids, a child per Redis call, the exception; exported as any other."""
+    token = _PINNED.set(dropped)
+    try:
+        span = tracer.start_span(
+            name,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            start_time=trail.started_ns,
+        )
+    finally:
+        _PINNED.reset(token)
+    under = trace.set_span_in_context(span)
+    for call_name, call_attributes, call_started, call_ended, error in trail.calls:
+        child = tracer.start_span(
+            call_name,
+            context=under,
+            kind=SpanKind.CLIENT,
+            attributes=call_attributes,
+            start_time=trail.ns(call_started),
+        )
+        if error is not None:
+            child.set_attribute(ERROR_TYPE, error)
+            child.set_status(Status(StatusCode.ERROR, error))
+        child.end(end_time=trail.ns(call_ended))
+    if trail.exception is not None:
+        span.record_exception(trail.exception)
+    span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+    span.end(end_time=trail.ns(ended))
+
+
+def tracer_provider(
+    settings: Settings, exporter: SpanExporter | None = None
+) -> TracerProvider | None:
     """The SDK, exporting OTLP/HTTP in batches; None (tracing off) without an endpoint.
 
     Whether tracing is on is configuration, not a guess: an endpoint that does not
@@ -33,8 +173,12 @@ def tracer_provider(settings: Settings) -> TracerProvider | None:
             "service.instance.id": settings.replica_id,
         }
     )
-    provider = TracerProvider(resource=resource)
-    exporter = ReportedExporter(OTLPSpanExporter(), settings.otel_endpoint)
+    # The sampler the SDK makes of OTEL_TRACES_SAMPLER and _ARG, as it reads them.
+    configured = TracerProvider(shutdown_on_exit=False).sampler
+    provider = TracerProvider(
+        resource=resource, sampler=KeepRebuilt(configured), id_generator=PinnedIds()
+    )
+    exporter = exporter or ReportedExporter(OTLPSpanExporter(), settings.otel_endpoint)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     get_logger().info("tracing_on", endpoint=settings.otel_endpoint)
     return provider
