@@ -19,9 +19,10 @@ RESULTS = ROOT / "docs" / "results" / "reliability.md"
 PREAMBLE = """\
 # Reliability results
 
-Generated: do not edit. Each table is rewritten whole by the run that measures it:
-`make reliability` (the fault tier, `pytest -m faults`) and `make test-swarm` (the swarm
-tier), and `make test`, which runs both; other tables stay as their last run left them.
+Generated: do not edit. Each table is rewritten whole by the test run that measures it,
+and the line under its title names that run: `make reliability` writes the fault tier's
+tables, `make test-swarm` the swarm tier's, `make test` every tier's. A table stays as
+its last run left it until that run comes again.
 [RELIABILITY.md](../RELIABILITY.md) says what each column means and what the tests assert.
 """
 
