@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 from tests.support import ROOT
 
@@ -49,6 +50,7 @@ def record_table(
     header: Sequence[str],
     rows: Iterable[Sequence[object]],
     path: Path = RESULTS,
+    terminal: Any = None,
 ) -> Path:
     """Write one measured table into the reliability results file and return its path.
 
@@ -64,6 +66,8 @@ def record_table(
       the minute), the commit (and whether the worktree had uncommitted changes), the
       pytest command, the machine's CPU count and its load average at the end, so a reader
       can weigh the times. The file's preamble is rewritten on every call.
+    - With `terminal` (pytest's terminal reporter), the table is printed too, under its
+      name, with the path it went to.
     - The file is replaced atomically (a reader sees the old file or the new one). Call it
       once per table at the end of a run (a conftest's `pytest_terminal_summary`); it is
       not safe against two processes recording into one file at the same moment.
@@ -71,13 +75,18 @@ def record_table(
     rows = [list(row) for row in rows]
     if not rows:
         return path
-    section = f"## {name}\n\n{_provenance()}\n\n{markdown_table(header, rows)}\n"
+    table = markdown_table(header, rows)
+    section = f"## {name}\n\n{_provenance()}\n\n{table}\n"
     sections = _sections(path.read_text() if path.exists() else "")
     sections[name] = section
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     partial.write_text("\n".join([PREAMBLE, *sections.values()]))
     partial.replace(path)
+    if terminal is not None:
+        terminal.write_sep("=", name)
+        terminal.write_line(table)
+        terminal.write_line(f"recorded in {path}")
     return path
 
 

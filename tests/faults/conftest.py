@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from tests.faults.harness import HEADER, Row
-from tests.results import markdown_table, record_table
-from tests.support import ROOT
+from tests.results import record_table
 
 # The table each test module's rows go to, by module; a module not named here gets a
 # table named after itself.
@@ -29,9 +28,4 @@ def report(request: pytest.FixtureRequest) -> list[Row]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for title, rows in ROWS.items():
-        if rows:
-            cells = [row.cells() for row in rows]
-            terminalreporter.write_sep("=", f"reliability: {title}")
-            terminalreporter.write_line(markdown_table(HEADER, cells))
-            path = record_table(title, HEADER, cells)
-            terminalreporter.write_line(f"recorded in {path.relative_to(ROOT)}")
+        record_table(title, HEADER, [row.cells() for row in rows], terminal=terminalreporter)

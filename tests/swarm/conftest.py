@@ -11,8 +11,7 @@ import pytest
 
 from tests.faults.harness import HEADER as FAULT_HEADER
 from tests.faults.harness import Row
-from tests.results import markdown_table, record_table
-from tests.support import ROOT
+from tests.results import record_table
 from tests.swarm.swarm_stack import Swarm, SwarmStack
 
 
@@ -68,9 +67,5 @@ def scenarios(request: pytest.FixtureRequest) -> list[Scenario]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for title, scenarios in SCENARIOS.items():
-        if scenarios:
-            rows = [scenario.cells() for scenario in scenarios]
-            terminalreporter.write_sep("=", f"swarm: {title}")
-            terminalreporter.write_line(markdown_table(HEADER, rows))
-            path = record_table(title, HEADER, rows)
-            terminalreporter.write_line(f"recorded in {path.relative_to(ROOT)}")
+        rows = [scenario.cells() for scenario in scenarios]
+        record_table(title, HEADER, rows, terminal=terminalreporter)

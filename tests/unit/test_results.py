@@ -64,3 +64,28 @@ def test_a_malformed_row_is_refused_before_the_file_is_touched(
     with pytest.raises(ValueError, match=r"cells|line break"):
         record_table("Faults", HEADER, [row], path)
     assert not path.exists()
+
+
+class Terminal:
+    """What pytest's terminal reporter offers a conftest: a separator line and a line."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write_sep(self, sep: str, title: str) -> None:
+        self.lines.append(f"{sep * 3} {title} {sep * 3}")
+
+    def write_line(self, line: str) -> None:
+        self.lines.extend(line.splitlines())
+
+
+def test_with_a_terminal_the_table_is_printed_under_its_name(tmp_path: Path) -> None:
+    terminal = Terminal()
+    path = record_table("Faults", HEADER, [["replica killed", 1, 0]], tmp_path / "r.md", terminal)
+    assert terminal.lines == [
+        "=== Faults ===",
+        "| fault | requests | lost |",
+        "| --- | --- | --- |",
+        "| replica killed | 1 | 0 |",
+        f"recorded in {path}",
+    ]
