@@ -1,5 +1,6 @@
 # tally's app image: locked dependencies in a builder stage, a slim non-root runtime.
-# Classic builder only (no BuildKit syntax): see ../shared/sandbox/README.md.
+# Classic builder only (no BuildKit syntax: no RUN --mount, COPY --chmod or heredocs):
+# the CI machines' Docker has no buildx.
 
 FROM python:3.14-slim AS builder
 ENV UV_PROJECT_ENVIRONMENT=/opt/venv \

@@ -60,7 +60,7 @@ test-faults: install ## faults under load (replica killed, restarts, Redis kille
 test-swarm: install ## the stack on a single-node Docker Swarm: scale, rolling update, rollback
 	$(PYTEST) -m swarm
 
-reliability: test-faults ## run the faults and print their table (recorded in docs/RELIABILITY.md)
+reliability: test-faults ## run the faults; their tables go to docs/results/reliability.md
 
 test-browser: install ## the pages in headless Chromium through nginx (installs it when missing)
 	$(PYTEST) -m browser

@@ -153,7 +153,7 @@ class Variant:
         if self.tracing:
             # An OTLP sink in Tempo's place (Tempo cannot run here), so spans really leave.
             # Without the app image's health probe: that docker exec every 5 s was a
-            # cluster of slow answers in the tally rows alone (docs/PERFORMANCE.md, 13).
+            # cluster of slow answers in the tally rows alone (docs/PERFORMANCE.md).
             sh("docker", "run", "-d", "--no-healthcheck", "--name", f"{self.project}-otlp",
                "--network", f"{self.project}_backend", "--network-alias", "tempo",
                "-v", f"{ROOT}/tests/stack/otlp_receiver.py:/receiver.py:ro",

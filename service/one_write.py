@@ -3,8 +3,8 @@
 Hypercorn (0.18, HTTP/1.1 through h11) writes a response's head as soon as the app sends
 `http.response.start`, and the body when the app sends it: two writes and two TCP
 segments for each answer. The app sends the two back to back, so holding the head until
-the next write costs the client nothing. Measured (docs/PERFORMANCE.md, 14): CPU per
-GET /count through the stack 5-11% lower, in the replicas and in nginx.
+the next write costs the client nothing, and the replicas and nginx spend less CPU per
+request (docs/PERFORMANCE.md, "What the fast defaults are, and what they trade").
 
 `install()` replaces `H11Protocol._send_h11_event`, Hypercorn's one place where an h11
 event becomes bytes on the wire, with a version that keeps a final response's head (an

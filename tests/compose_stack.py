@@ -18,7 +18,7 @@ from stack_client import free_port, read_count
 from tests.stack.alert_receiver import PORT as ALERT_RECEIVER_PORT
 from tests.support import app_image, run
 
-# Grafana and Tempo cannot run on these machines (../shared/sandbox/README.md);
+# Grafana and Tempo do not run on the CI machines (no image for them there);
 # everything else starts by name (naming a service enables its profile for it alone).
 SERVICES = (
     "redis", "app", "nginx", "prometheus", "redis-exporter", "nginx-exporter", "alertmanager",

@@ -1,4 +1,5 @@
-"""Collects each fault's row and prints one table at the end of the run (make reliability)."""
+"""Collects each fault's row; at the end of the run prints each test module's table and
+records it in the reliability results file (tests/results.py; make reliability)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,25 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import Row, table
+from tests.faults.harness import HEADER, Row
+from tests.results import record_table
 
-ROWS: list[Row] = []
+# The table each test module's rows go to, by module; a module not named here gets a
+# table named after itself.
+TITLES = {
+    "test_faults": "Faults under load through nginx",
+    "test_failover": "Redis failover under load (compose.ha.yaml)",
+}
+ROWS: dict[str, list[Row]] = {}
 
 
 @pytest.fixture
-def report() -> list[Row]:
-    return ROWS
+def report(request: pytest.FixtureRequest) -> list[Row]:
+    """The rows of the calling test's module: a test appends its own."""
+    module = request.module.__name__.rpartition(".")[2]
+    return ROWS.setdefault(TITLES.get(module, module), [])
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if ROWS:
-        terminalreporter.write_sep("=", "reliability: faults under load through nginx")
-        terminalreporter.write_line(table(ROWS))
+    for title, rows in ROWS.items():
+        record_table(title, HEADER, [row.cells() for row in rows], terminal=terminalreporter)

@@ -217,9 +217,3 @@ def assert_exact(row: Row, load: Load, fault_at: float) -> None:
     assert_under_load(load, fault_at)
     assert row.lost == 0
     assert row.double_counted == 0
-
-
-def table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
-    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
-    return "\n".join(lines)

@@ -126,7 +126,7 @@ def test_one_sentinel_killed_changes_nothing_for_clients(ha: HAStack, report: li
     row = load.row("one Sentinel killed", fault_at)
     report.append(row)
     # No failover, and nothing but the 503s a busy machine gives anyway (a WAIT past its
-    # time): 0 in the runs docs/RELIABILITY.md records.
+    # time), usually none.
     assert ha.primary() == primary
     assert_only_retryable(load, fault_at)
     assert_exact(row, load, fault_at)

@@ -1,4 +1,5 @@
-"""The swarm tier's stack, deployed once per session and always removed; its table of rows."""
+"""The swarm tier's stack, deployed once per session and always removed; its tables of rows,
+printed at the end and recorded in the reliability results file (tests/results.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.faults.harness import HEADER as FAULT_HEADER
 from tests.faults.harness import Row
+from tests.results import record_table
 from tests.swarm.swarm_stack import Swarm, SwarmStack
 
 
@@ -19,9 +22,19 @@ class Scenario:
     row: Row
     took_s: float
 
+    def cells(self) -> list[str]:
+        """The harness's first six cells (the counts), then the time it took."""
+        return [*self.row.cells()[:6], f"{self.took_s:.1f}"]
 
-HEADER = ["scenario", "requests", "attempts", "errors", "lost", "double-counted", "took (s)"]
-SCENARIOS: list[Scenario] = []
+
+HEADER = ["scenario", *FAULT_HEADER[1:6], "took (s)"]
+# The table each test module's scenarios go to, by module; a module not named here gets a
+# table named after itself.
+TITLES = {
+    "test_swarm": "Swarm: rollouts and a killed task under load",
+    "test_swarm_ha": "Swarm: Redis failover under load (stack-ha.yaml)",
+}
+SCENARIOS: dict[str, list[Scenario]] = {}
 
 
 @pytest.fixture(scope="session")
@@ -46,19 +59,13 @@ def swarm_stack(swarm: Swarm) -> Iterator[SwarmStack]:
 
 
 @pytest.fixture
-def scenarios() -> list[Scenario]:
-    return SCENARIOS
+def scenarios(request: pytest.FixtureRequest) -> list[Scenario]:
+    """The scenarios of the calling test's module: a test appends its own."""
+    module = request.module.__name__.rpartition(".")[2]
+    return SCENARIOS.setdefault(TITLES.get(module, module), [])
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if SCENARIOS:
-        terminalreporter.write_sep("=", "swarm: rollouts and faults under load through nginx")
-        terminalreporter.write_line("| " + " | ".join(HEADER) + " |")
-        terminalreporter.write_line("|" + " --- |" * len(HEADER))
-        for scenario in SCENARIOS:
-            row = scenario.row
-            cells = [
-                row.fault, str(row.requests), str(row.attempts), str(row.errors), str(row.lost),
-                str(row.double_counted), f"{scenario.took_s:.1f}",
-            ]  # fmt: skip
-            terminalreporter.write_line("| " + " | ".join(cells) + " |")
+    for title, scenarios in SCENARIOS.items():
+        rows = [scenario.cells() for scenario in scenarios]
+        record_table(title, HEADER, rows, terminal=terminalreporter)

@@ -22,7 +22,7 @@ from tests.support import ROOT, app_image, run, wait_until
 MIN_ATTEMPTS = 50
 STACK_FILES = ("ops/swarm/stack.yaml", "ops/swarm/observability.yaml")
 HA_STACK_FILES = ("ops/swarm/stack-ha.yaml",)
-# Grafana and Tempo cannot run on these machines (../shared/sandbox/README.md): their
+# Grafana and Tempo do not run on the CI machines (no image for them there): their
 # services are removed right after each deploy; their configuration is checked statically.
 CANNOT_RUN_HERE = ("grafana", "tempo")
 NODE_LABELS = ("tally.redis", "tally.observability")
