@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from service.counter import Increment
 
 
@@ -28,4 +30,33 @@ class FakeCounter:
             raise self.failure
 
     async def close(self) -> None:
+        pass
+
+
+class FakeRedis:
+    """Just enough of redis.asyncio.Redis for the real Counter: answers at once, or raises
+    `failure` from every command."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self.failure: Exception | None = None
+        self.connection_pool = type("Pool", (), {"connection_kwargs": {"host": "redis"}})()
+
+    def register_script(self, _: str) -> Any:
+        async def script(keys: list[str], args: list[int]) -> list[int]:
+            return [await self.execute_command("INCR"), 0]
+
+        return script
+
+    async def execute_command(self, *_: Any) -> int:
+        if self.failure is not None:
+            raise self.failure
+        self.value += 1
+        return self.value
+
+    async def ping(self) -> bool:
+        await self.execute_command("PING")
+        return True
+
+    async def aclose(self) -> None:
         pass
