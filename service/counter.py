@@ -23,7 +23,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from service.request_id import record_key
+from service.request_id import GENERATED_ID_TTL, record_key
 from service.settings import Settings
 from service.tracing import TRAIL, Trail
 
@@ -146,30 +146,33 @@ class Counter:
             sentinel,
         )
 
-    async def increment(self, request_id: str | None) -> Increment:
-        """Add one visit; with a request id, exactly once for that id."""
+    async def increment(self, request_id: str | None, client_key: bool = True) -> Increment:
+        """Add one visit; with a request id, exactly once for that id: for the idempotency
+        TTL when a client chose the id (it may retry much later), for GENERATED_ID_TTL when
+        the proxy made it (only the proxy retries, within seconds)."""
         if request_id is None:
             # execute_command: redis-py's incr() sends INCRBY, which the ACL user is not granted.
             command = self._redis.execute_command("INCR", self._key)  # type: ignore[no-untyped-call]
             value = await self._call("incr", command)
             return Increment(int(value), replayed=False)
         keys = [self._key, record_key(self._key, request_id)]
+        ttl = self._ttl if client_key else GENERATED_ID_TTL
         if self._wait_replicas:
-            value, replayed = await self._call("evalsha", self._replicated(keys))
+            value, replayed = await self._call("evalsha", self._replicated(keys, ttl))
         else:
-            value, replayed = await self._call("evalsha", self._script(keys=keys, args=[self._ttl]))
+            value, replayed = await self._call("evalsha", self._script(keys=keys, args=[ttl]))
         return Increment(int(value), replayed=bool(replayed))
 
-    async def _replicated(self, keys: list[str]) -> Any:
+    async def _replicated(self, keys: list[str], ttl: int) -> Any:
         """The script, then WAIT in the same round trip: answered only once enough replicas
         hold the write. A replayed id waits too, since its first answer may not have."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, self._ttl)
+        pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, ttl)
         pipe.execute_command("WAIT", self._wait_replicas, self._wait_ms)
         result, acked = await pipe.execute(raise_on_error=False)
         if isinstance(result, NoScriptError):
             # A promoted replica has an empty script cache: load it, run it, then wait.
-            result = await self._script(keys=keys, args=[self._ttl])
+            result = await self._script(keys=keys, args=[ttl])
             acked = await self._redis.execute_command(  # type: ignore[no-untyped-call]
                 "WAIT", self._wait_replicas, self._wait_ms
             )

@@ -44,7 +44,7 @@ from werkzeug.routing import Map
 
 from service.logs import REQUEST_ID, span_ids
 from service.metrics import LATENCY_SLO_SECONDS
-from service.request_id import ACCEPTED, HEADER, HEADER_ASGI
+from service.request_id import ACCEPTED, HEADER, HEADER_ASGI, IDEMPOTENCY_HEADER_ASGI
 from service.state import State
 from service.tracing import TRAIL, Trail, rebuild, record_exception
 
@@ -65,6 +65,7 @@ class Exchange:
     request_id: str
     idempotent: bool  # the id came from the caller (nginx or an Idempotency-Key): count once
     bad_request_id: bool  # the caller sent an X-Request-ID we refuse (400)
+    client_key: bool = False  # the id is a client's Idempotency-Key, not one nginx made
 
 
 _current: ContextVar[Exchange] = ContextVar("tally_exchange")
@@ -75,14 +76,16 @@ Endpoint = Callable[[HTTPScope, Exchange, ASGISendCallable], Awaitable[None]]
 
 def _exchange(scope: HTTPScope) -> tuple[Exchange, bytes | None]:
     """The request's id (the caller's, when valid) and its traceparent header, if any."""
-    incoming = traceparent = None
+    incoming = traceparent = key = None
     for name, value in scope["headers"]:  # ASGI header names are lower case
         if name == HEADER_ASGI and incoming is None:  # the first one, as werkzeug reads it
             incoming = value
         elif name == b"traceparent":
             traceparent = value
+        elif name == IDEMPOTENCY_HEADER_ASGI and key is None:
+            key = value
     if incoming is not None and ACCEPTED.fullmatch(incoming):
-        exchange = Exchange(incoming.decode("ascii"), idempotent=True, bad_request_id=False)
+        exchange = Exchange(incoming.decode("ascii"), True, False, client_key=key == incoming)
     else:
         exchange = Exchange(secrets.token_hex(16), False, bad_request_id=incoming is not None)
     return exchange, traceparent

@@ -245,7 +245,7 @@ class Count:
                 await state.counter.ping()
             else:
                 result = await state.counter.increment(
-                    exchange.request_id if exchange.idempotent else None
+                    exchange.request_id if exchange.idempotent else None, exchange.client_key
                 )
                 if not result.replayed:
                     state.metrics.visits.inc()

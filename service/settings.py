@@ -232,7 +232,8 @@ class Settings:
     )
     idempotency_ttl: int = setting(
         "IDEMPOTENCY_TTL", 300, number(int, 1), "must be a whole number of seconds >= 1",
-        "seconds a request id is remembered (a retry within it gets the first answer)",
+        "seconds a client's `Idempotency-Key` is remembered (a retry within it gets the"
+        " first answer); an id nginx made is kept only while nginx may retry it",
     )  # fmt: skip
     replica_id: str = setting(
         "REPLICA_ID", "", key, KEY_RULE,

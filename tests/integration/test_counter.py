@@ -10,6 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from service.request_id import GENERATED_ID_TTL, record_key
 from stack_client import JSON
 from tests.settings_cases import INVALID
 from tests.support import ROOT, AppProcess, RedisContainer, redis_container, wait_until
@@ -48,6 +49,20 @@ def test_500_concurrent_counts_over_three_replicas_are_distinct_and_none_lost(
     assert {r.json()["served_by"] for r in responses} == {"r0", "r1", "r2"}
     assert sorted(r.json()["count"] for r in responses) == list(range(1, 501))
     assert redis_server.cli("GET", counter_key) == "500"
+
+
+def test_a_clients_key_is_remembered_for_the_idempotency_ttl_and_nginxs_ids_for_seconds(
+    redis_server: RedisContainer, start_app: Callable[..., AppProcess], counter_key: str
+) -> None:
+    app = start_app(REDIS_URL=redis_server.url, COUNTER_KEY=counter_key, IDEMPOTENCY_TTL="3600")
+    # As nginx sends them: its own id alone, or a client's key as the id and as itself.
+    httpx.get(f"{app.url}/count", headers={"X-Request-ID": "made-by-nginx"})
+    keyed = {"X-Request-ID": "chosen-by-a-client", "Idempotency-Key": "chosen-by-a-client"}
+    httpx.get(f"{app.url}/count", headers=keyed)
+    generated = int(redis_server.cli("TTL", record_key(counter_key, "made-by-nginx")))
+    chosen = int(redis_server.cli("TTL", record_key(counter_key, "chosen-by-a-client")))
+    assert 0 < generated <= GENERATED_ID_TTL
+    assert GENERATED_ID_TTL < chosen <= 3600
 
 
 def test_count_never_increments_twice_for_one_request_id(

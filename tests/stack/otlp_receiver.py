@@ -65,6 +65,11 @@ class Receiver(BaseHTTPRequestHandler):
                         "kind": span.kind,
                         "resource": resource,
                         "attributes": attribute_values(span.attributes),
+                        "status_code": span.status.code,  # 0 unset, 1 ok, 2 error
+                        "events": [
+                            {"name": event.name, "attributes": attribute_values(event.attributes)}
+                            for event in span.events
+                        ],
                     }
                     # One write under the lock: print's text and its newline are two
                     # writes, and the replicas' exports arrive on threads side by side.

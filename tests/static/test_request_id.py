@@ -6,7 +6,13 @@ import re
 import secrets
 
 from ops.configuration import NGINX_TEMPLATE
-from service.request_id import ACCEPTED, HEADER, IDEMPOTENCY_HEADER, record_key
+from service.request_id import (
+    ACCEPTED,
+    GENERATED_ID_TTL,
+    HEADER,
+    IDEMPOTENCY_HEADER,
+    record_key,
+)
 from tests.support import ROOT
 
 NGINX = NGINX_TEMPLATE.read_text()
@@ -32,3 +38,17 @@ def test_the_app_acl_user_may_touch_exactly_the_counter_and_its_records() -> Non
     app_user = next(line for line in INIT.splitlines() if 'echo "user app ' in line)
     patterns = re.findall(r" ~(\S+)", app_user)
     assert patterns == ["${key}", record_key("${key}", "*")]
+
+
+def test_nginx_passes_the_clients_idempotency_key_upstream_as_it_came() -> None:
+    assert f"proxy_set_header {IDEMPOTENCY_HEADER} {nginx_variable(IDEMPOTENCY_HEADER)};" in NGINX
+
+
+def test_an_id_nginx_made_is_kept_exactly_as_long_as_nginx_may_retry_its_request() -> None:
+    def seconds(directive: str) -> int:
+        [value] = re.findall(rf"^\s*{directive} (\d+)s;", NGINX, re.MULTILINE)
+        return int(value)
+
+    retried_until = seconds("proxy_next_upstream_timeout")
+    last_try = seconds("proxy_connect_timeout") + seconds("proxy_read_timeout")
+    assert retried_until + last_try == GENERATED_ID_TTL

@@ -12,10 +12,12 @@ class FakeCounter:
         self.value = 0
         self.seen: dict[str, int] = {}
         self.calls: list[str | None] = []
+        self.client_keys: list[bool] = []
         self.failure: Exception | None = None
 
-    async def increment(self, request_id: str | None) -> Increment:
+    async def increment(self, request_id: str | None, client_key: bool = True) -> Increment:
         self.calls.append(request_id)
+        self.client_keys.append(client_key)
         if self.failure:
             raise self.failure
         if request_id in self.seen:

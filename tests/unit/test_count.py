@@ -218,3 +218,22 @@ async def test_a_retried_request_id_gets_its_first_answer_and_counts_once(
     assert await again.get_data() == await first.get_data() == b"1\n"
     assert fake.value == 2
     assert (await scrape(client))[VISITS] == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "client_key"),
+    [
+        ({"X-Request-ID": "req-1"}, False),  # nginx's own id
+        ({"X-Request-ID": "req-1", "Idempotency-Key": "req-1"}, True),  # a client's key
+        ({"X-Request-ID": "req-1", "Idempotency-Key": "other"}, False),
+    ],
+)
+async def test_the_counter_is_told_whether_a_client_chose_the_id(
+    served: tuple[Client, list[str]],
+    fake: FakeCounter,
+    headers: dict[str, str],
+    client_key: bool,
+) -> None:
+    client, _ = served
+    await client.get("/count", headers=headers)
+    assert (fake.calls, fake.client_keys) == (["req-1"], [client_key])
