@@ -211,13 +211,14 @@ class Counter:
             async with asyncio.timeout(self._timeout):
                 result = await command
         except (RedisError, OSError, TimeoutError) as exc:
-            self._done(name, started, trail, type(exc).__name__)
-            raise RedisUnavailable(type(exc).__name__) from exc
-        self._done(name, started, trail, None)
-        return result
-
-    def _done(self, name: str, started: float, trail: Trail | None, error: str | None) -> None:
+            ended = time.perf_counter()
+            error = type(exc).__name__
+            self._observe(name, ended - started, False)
+            if trail is not None:
+                trail.append((name, self._span_attributes[name], started, ended, error))
+            raise RedisUnavailable(error) from exc
         ended = time.perf_counter()
-        self._observe(name, ended - started, error is None)
+        self._observe(name, ended - started, True)
         if trail is not None:
-            trail.calls.append((name.upper(), self._span_attributes[name], started, ended, error))
+            trail.append((name, self._span_attributes[name], started, ended, None))
+        return result

@@ -172,11 +172,11 @@ class Observed:
             )
         name = f"{method} {route}" if route != "unmatched" else method
         span = self._tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
-        trail = None
+        trail: Trail | None = None
         if span.is_recording():  # most requests are not sampled: skip the attributes then
             span.set_attributes(self._span_attributes(scope, route, exchange.request_id))
         elif span.get_span_context().is_valid:  # tracing is on: keep the outline
-            trail = Trail(started, time.time_ns())
+            trail = []
         trail_token = TRAIL.set(trail)
         trace_token = context.attach(trace.set_span_in_context(span, parent))
         request_id_token = REQUEST_ID.set(exchange.request_id)
@@ -196,7 +196,9 @@ class Observed:
                 kept = True
                 attributes = self._span_attributes(scope, route, exchange.request_id)
                 dropped = span.get_span_context()
-                rebuild(self._tracer, name, dropped, parent, trail, ended, status, attributes)
+                rebuild(
+                    self._tracer, name, dropped, parent, trail, started, ended, status, attributes
+                )
             self._finish(method, route, status, ended - started, span, kept)
             TRAIL.reset(trail_token)
             REQUEST_ID.reset(request_id_token)

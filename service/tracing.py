@@ -14,6 +14,7 @@ So every failed or slow request has a trace in Tempo; fast successes stay at the
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -34,25 +35,11 @@ from service import __version__
 from service.logs import get_logger
 from service.settings import Settings
 
-# A Redis call in outline: its span's name and attributes, when it started and ended
-# (time.perf_counter()), and the error's type when it failed.
-Call = tuple[str, Mapping[str, Any], float, float, str | None]
-
-
-class Trail:
-    """What an unsampled request did, in outline: enough to build its trace afterwards."""
-
-    __slots__ = ("calls", "exception", "started", "started_ns")
-
-    def __init__(self, started: float, started_ns: int) -> None:
-        self.started = started  # time.perf_counter() at the start ...
-        self.started_ns = started_ns  # ... and the wall clock then, for the spans' times
-        self.calls: list[Call] = []
-        self.exception: BaseException | None = None
-
-    def ns(self, perf: float) -> int:
-        return self.started_ns + int((perf - self.started) * 1e9)
-
+# What an unsampled request did, in outline, in the order it happened: each Redis call as
+# (operation, its span's attributes, start, end (time.perf_counter()), the error's type
+# or None), and the exception behind a 500. A plain list: most requests end fast and
+# fine, and this is all they pay for the chance of a trace.
+Trail = list[Any]
 
 # The trail of the request being answered, when it is not sampled and tracing is on.
 TRAIL: ContextVar[Trail | None] = ContextVar("tally_trail", default=None)
@@ -68,7 +55,7 @@ def record_exception(exc: BaseException) -> None:
         return
     trail = TRAIL.get()
     if trail is not None:
-        trail.exception = exc
+        trail.append(exc)
 
 
 class PinnedIds(RandomIdGenerator):
@@ -115,12 +102,19 @@ def rebuild(
     dropped: trace.SpanContext,
     parent: context.Context | None,
     trail: Trail,
+    started: float,
     ended: float,
     status: int,
     attributes: Mapping[str, Any],
 ) -> None:
-    """The trace of a request the sampler dropped, from its trail: a server span with the
-    dropped span's ids, a child per Redis call, the exception; exported as any other."""
+    """The trace of a request the sampler dropped, from its trail (`started` and `ended`
+    by time.perf_counter()): a server span with the dropped span's ids, a child per Redis
+    call, the exception; exported as any other span."""
+    offset = time.time_ns() - int(time.perf_counter() * 1e9)  # perf_counter to the epoch
+
+    def ns(perf: float) -> int:
+        return offset + int(perf * 1e9)
+
     token = _PINNED.set(dropped)
     try:
         span = tracer.start_span(
@@ -128,29 +122,31 @@ def rebuild(
             context=parent,
             kind=SpanKind.SERVER,
             attributes=attributes,
-            start_time=trail.started_ns,
+            start_time=ns(started),
         )
     finally:
         _PINNED.reset(token)
     under = trace.set_span_in_context(span)
-    for call_name, call_attributes, call_started, call_ended, error in trail.calls:
+    for entry in trail:
+        if isinstance(entry, BaseException):
+            span.record_exception(entry)
+            continue
+        operation, call_attributes, call_started, call_ended, error = entry
         child = tracer.start_span(
-            call_name,
+            operation.upper(),
             context=under,
             kind=SpanKind.CLIENT,
             attributes=call_attributes,
-            start_time=trail.ns(call_started),
+            start_time=ns(call_started),
         )
         if error is not None:
             child.set_attribute(ERROR_TYPE, error)
             child.set_status(Status(StatusCode.ERROR, error))
-        child.end(end_time=trail.ns(call_ended))
-    if trail.exception is not None:
-        span.record_exception(trail.exception)
+        child.end(end_time=ns(call_ended))
     span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
     if status >= 500:
         span.set_status(Status(StatusCode.ERROR))
-    span.end(end_time=trail.ns(ended))
+    span.end(end_time=ns(ended))
 
 
 def tracer_provider(

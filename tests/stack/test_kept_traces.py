@@ -79,11 +79,12 @@ def test_every_failed_or_slow_request_keeps_its_trace_and_one_in_a_hundred_other
             down = get_all(stack, 20)
         finally:
             stack.compose("start", "redis")
-        stack.compose("pause", "redis")
+        # Redis stalled (SIGSTOP: the process holds its connections and answers nothing).
+        stack.compose("kill", "-s", "SIGSTOP", "redis")
         try:
             stalled = get_all(stack, 4)  # each waits out REDIS_TIMEOUT: slow and a 503
         finally:
-            stack.compose("unpause", "redis")
+            stack.compose("kill", "-s", "SIGCONT", "redis")
         failed = down + stalled
         assert {response.status_code for response in failed} == {503}
 
@@ -94,8 +95,14 @@ def test_every_failed_or_slow_request_keeps_its_trace_and_one_in_a_hundred_other
             return found if wanted <= found.keys() else None
 
         kept = wait_until(all_wanted, 90, "a trace for every failed request at the receiver", 1)
+        every_id = wanted | {r.headers["X-Request-ID"] for r in fast}
 
-    lines = access_lines_by_id(stack)
+        def every_line() -> dict[str, dict[str, Any]] | None:
+            found = access_lines_by_id(stack)
+            return found if found.keys() >= every_id else None
+
+        # Read before the replicas are recreated with the stack's own settings.
+        lines = wait_until(every_line, 30, "the access line of every request", 1)
     for response in failed:
         request_id = response.headers["X-Request-ID"]
         server, children = kept[request_id]
