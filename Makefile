@@ -11,6 +11,10 @@ USERS ?= 50
 SPAWN_RATE ?= 10
 DURATION ?= 30s
 
+# make backup / make restore BACKUP=...: snapshots of Redis in BACKUP_DIR (README, "Back up
+# and restore"); made here first, so the folder is yours and not Docker's.
+export BACKUP_DIR ?= ./backups
+
 # make swarm-up: the stack on a Docker Swarm (README, "Beyond one host"). TALLY_STACK names
 # the stack and prefixes its secrets; OBSERVABILITY=1 adds Prometheus, the exporters,
 # Grafana and Tempo; HA=1 runs Redis that fails over (compose.ha.yaml's topology);
@@ -24,7 +28,7 @@ export TALLY_IMAGE := $(REGISTRY)/tally-app
 endif
 
 .PHONY: help install test test-fast test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format docs dashboards slo load up down logs ps \
-	test-swarm swarm-stack swarm-secrets swarm-up swarm-down push
+	test-swarm swarm-stack swarm-secrets swarm-up swarm-down push backup restore
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -114,6 +118,14 @@ logs: ## follow the stack's logs
 
 ps: ## list the stack's containers
 	docker compose ps
+
+backup: ## a snapshot of the running Redis into BACKUP_DIR, with its sha256 and count beside it
+	@mkdir -p "$(BACKUP_DIR)"
+	docker compose run --rm --no-deps -T backup python /opt/backup/backup.py once
+
+restore: install ## check BACKUP=..., then put it into Redis's volume in place of its data
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=backups/tally-<time>.rdb"; exit 2; }
+	$(UV) run --frozen python ops/backup/restore.py "$(BACKUP)"
 
 swarm-stack: install ## regenerate ops/swarm/*.yaml from the compose files and ops/swarm/swarm.yaml
 	$(UV) run --frozen python ops/swarm/render.py

@@ -69,6 +69,17 @@ COMPOSE_VARIABLES = (
     ComposeVariable("ALERTMANAGER_EMAIL_FROM", "", "alert email's sender; unset: the `to` address"),
     ComposeVariable("ALERTMANAGER_SMTP_SMARTHOST", "", "the SMTP server as `host:port`"),
     ComposeVariable("ALERTMANAGER_SMTP_USERNAME", "", "the SMTP login; unset: the `to` address"),
+    ComposeVariable(
+        "BACKUP_DIR",
+        "./backups",
+        "the host folder `make backup` and the backup service write snapshots into",
+    ),
+    ComposeVariable(
+        "BACKUP_INTERVAL",
+        "1h",
+        "the backup service's period: `90s`, `30m`, `6h`, `1d` (the stale-backup alert: 2x)",
+    ),
+    ComposeVariable("BACKUP_KEEP", "48", "how many backups the backup service keeps"),
     ComposeVariable("LOCUST_PORT", "8089", "Locust's UI on the host's loopback"),
     ComposeVariable("LOCUST_HEADLESS", "false", "`true`: run without the UI and exit"),
     ComposeVariable("LOCUST_USERS", "50", "simulated users"),

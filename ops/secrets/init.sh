@@ -38,6 +38,7 @@ make_password redis_exporter_password
 make_password grafana_admin_password
 make_password redis_replication_password
 make_password redis_sentinel_password
+make_password redis_backup_password
 # redis_exporter reads its password from a JSON map keyed by the full URI, user included:
 # one entry per target Prometheus asks it to scrape (ops/prometheus/targets/), that is
 # every Redis node and Sentinel of the topology (compose.ha.yaml sets both lists).
@@ -60,6 +61,8 @@ key=${COUNTER_KEY:-visitor_count}
   echo "user app on #$(sha256 redis_app_password) resetkeys ~${key} ~${key}:request:* resetchannels -@all +ping +get +set +incr +evalsha +script|load +wait +client|setname +client|setinfo +select"
   # A replica syncing from the primary (masteruser in redis_replication.conf).
   echo "user replication on #$(sha256 redis_replication_password) resetkeys resetchannels -@all +ping +psync +sync +replconf"
+  # The backup service (ops/backup/): a point-in-time snapshot over SYNC, nothing else.
+  echo "user backup on #$(sha256 redis_backup_password) resetkeys resetchannels -@all +ping +sync +replconf"
   # Sentinel: monitors, announces itself on its hello channel, and reconfigures on failover.
   echo "user sentinel on #$(sha256 redis_sentinel_password) resetkeys allchannels -@all +ping +info +role +multi +exec +slaveof +replicaof +config|rewrite +client|setname +client|kill +publish +subscribe +script|kill"
   # redis_exporter: server statistics, read-only.
@@ -91,10 +94,11 @@ service=$(awk '$1 == "sentinel" && $2 == "monitor" { print $3 }' /ops/redis/sent
 mv sentinel_auth.conf.new sentinel_auth.conf
 
 # Each secret readable by the one user that needs it, nobody else.
-# The exporter's plain password stays root's: only its hash and the JSON leave here.
+# The exporter's and the backup's plain passwords stay root's: only the hash and the JSON
+# leave here; the backup service reads its own as root, then drops to its folder's owner.
 chmod 0400 redis_users.acl redis_app_password redis_exporter_password redis_exporter.json \
   grafana_admin_password redis_replication_password redis_sentinel_password \
-  redis_replication.conf sentinel_auth.conf
+  redis_replication.conf sentinel_auth.conf redis_backup_password
 chown redis:redis redis_users.acl redis_replication.conf sentinel_auth.conf redis_sentinel_password
 chown 10001:10001 redis_app_password   # the app image's user
 chown 59000:59000 redis_exporter.json  # redis_exporter's user
