@@ -123,9 +123,9 @@ backup: ## a snapshot of the running Redis into BACKUP_DIR, with its sha256 and 
 	@mkdir -p "$(BACKUP_DIR)"
 	docker compose run --rm --no-deps -T backup python /opt/backup/backup.py once
 
-restore: install ## check BACKUP=..., then put it into Redis's volume in place of its data
+restore: ## check BACKUP=..., then put it into Redis's volume in place of its data
 	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=backups/tally-<time>.rdb"; exit 2; }
-	$(UV) run --frozen python ops/backup/restore.py "$(BACKUP)"
+	@$(UV) run --frozen --quiet python ops/backup/restore.py "$(BACKUP)"
 
 swarm-stack: install ## regenerate ops/swarm/*.yaml from the compose files and ops/swarm/swarm.yaml
 	$(UV) run --frozen python ops/swarm/render.py

@@ -20,7 +20,6 @@ import socket
 import struct
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,7 +69,7 @@ class Config:
                 env.get("REDIS_PASSWORD_FILE") or "/run/secrets/redis_backup_password"
             ),
             directory=Path(env.get("BACKUP_TARGET") or "/backups"),
-                        # Their defaults are compose's (ops/configuration.py declares them).
+            # Their defaults are compose's (ops/configuration.py declares them).
             interval=duration("BACKUP_INTERVAL", env.get("BACKUP_INTERVAL", "")),
             keep=_whole("BACKUP_KEEP", env.get("BACKUP_KEEP", ""), 1),
             counter_key=counter_key(env),
@@ -81,9 +80,7 @@ def duration(variable: str, raw: str) -> float:
     """'90s', '30m', '6h', '1d' or plain seconds, as seconds."""
     match = DURATION.fullmatch(raw.strip())
     if not match:
-        raise ConfigError(
-            f"{variable} must be a duration such as 90s, 30m, 6h or 1d, got {raw!r}"
-        )
+        raise ConfigError(f"{variable} must be a duration such as 90s, 30m, 6h or 1d, got {raw!r}")
     return float(int(match.group(1)) * UNIT_SECONDS[match.group(2)])
 
 
@@ -509,12 +506,10 @@ def schedule(config: Config, password: str, stop: threading.Event) -> None:
         "tally_backup_failures", "Backups that failed since the service started", registry=registry
     )
     interval.set(config.interval)
-    success.set(last_success(config.directory))
-    start_http_server(METRICS_PORT, registry=registry)
+    serving = False
     while not stop.is_set():
         try:
             manifest = take(config, password, _utc_now)
-            success.set(last_success(config.directory))
             size.set(manifest.bytes)
             pruned = prune(config.directory, config.keep)
             print(
@@ -525,6 +520,12 @@ def schedule(config: Config, password: str, stop: threading.Event) -> None:
         except (BackupError, OSError) as error:
             failures.inc()
             print(f"backup failed: {error}", file=sys.stderr, flush=True)
+        success.set(last_success(config.directory))
+        if not serving:
+            # Only after the first attempt: a scrape never sees the empty folder of a
+            # service that is about to fill it.
+            start_http_server(METRICS_PORT, registry=registry)
+            serving = True
         stop.wait(config.interval)
 
 
