@@ -182,6 +182,7 @@ STARTS_AS_ROOT = {
     "secrets": "one-shot with no network: writes each secret owned by its one reader",
     "redis-2": "as redis: ops/redis/ha.sh finds the primary, then the entrypoint drops to redis",
     "redis-3": "as redis: ops/redis/ha.sh finds the primary, then the entrypoint drops to redis",
+    "backup": "reads its Redis password (root's alone), then runs as its folder's owner",
 }
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from tests.support import ROOT, assert_locked_down, run
 
-PROFILES = ("observability", "loadtest", "dev")
+PROFILES = ("observability", "loadtest", "dev", "backup")
 # The HA topology's override (README "Redis failover"): its services are checked too.
 HA = "compose.ha.yaml"
 
