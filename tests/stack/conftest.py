@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.compose_stack import Stack
+from tests.stack.operations import OPERATIONS, table
 
 
 @pytest.fixture
@@ -27,3 +29,9 @@ def traffic(stack: Stack) -> Iterator[None]:
     yield
     stop.set()
     sender.join()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if OPERATIONS:
+        terminalreporter.write_sep("=", "operations under load through nginx")
+        terminalreporter.write_line(table(OPERATIONS))
