@@ -66,3 +66,10 @@ def test_the_version_is_written_once_and_read_everywhere_else() -> None:
     assert pyproject["project"]["version"] == __version__
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f'org.opencontainers.image.version="{__version__}"' in dockerfile
+
+
+def test_the_makefile_defaults_the_backup_folder_as_compose_does() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.findall(r"^export BACKUP_DIR \?= (\S+)$", makefile, re.MULTILINE) == [
+        COMPOSE_VARIABLES["BACKUP_DIR"].default
+    ]
