@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from tests.compose_stack import Stack
-from tests.stack.operations import OPERATIONS, table
+from tests.results import record_table
+from tests.stack.operations import HEADER, OPERATIONS, TITLE
 
 
 @pytest.fixture
@@ -32,6 +33,4 @@ def traffic(stack: Stack) -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if OPERATIONS:
-        terminalreporter.write_sep("=", "operations under load through nginx")
-        terminalreporter.write_line(table(OPERATIONS))
+    record_table(TITLE, HEADER, [row.cells() for row in OPERATIONS], terminal=terminalreporter)

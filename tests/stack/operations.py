@@ -1,9 +1,12 @@
-"""Rows of the operations the stack tier runs under load (backup, restore), printed as one
-table at the end of the run (tests/stack/conftest.py)."""
+"""Rows of the operations the stack tier runs under load (backup, restore), recorded as one
+table in the reliability results file at the end of the run (tests/stack/conftest.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+TITLE = "Backup and restore under load through nginx"
+HEADER = ["operation", "requests", "failed", "lost", "double-counted", "took (s)"]
 
 
 @dataclass(frozen=True)
@@ -15,16 +18,11 @@ class Operation:
     double_counted: int
     seconds: float
 
+    def cells(self) -> list[str]:
+        return [
+            self.name, str(self.requests), str(self.failed), str(self.lost),
+            str(self.double_counted), f"{self.seconds:.1f}",
+        ]  # fmt: skip
 
-HEADER = ["operation", "requests", "failed", "lost", "double-counted", "took (s)"]
+
 OPERATIONS: list[Operation] = []
-
-
-def table(rows: list[Operation]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
-    lines += [
-        f"| {o.name} | {o.requests} | {o.failed} | {o.lost} | {o.double_counted}"
-        f" | {o.seconds:.1f} |"
-        for o in rows
-    ]
-    return "\n".join(lines)
