@@ -121,7 +121,7 @@ ps: ## list the stack's containers
 
 backup: ## a snapshot of the running Redis into BACKUP_DIR, with its sha256 and count beside it
 	@mkdir -p "$(BACKUP_DIR)"
-	docker compose run --rm --no-deps -T backup python /opt/backup/backup.py once
+	@docker compose run --rm --no-deps -T backup python /opt/backup/backup.py once
 
 restore: ## check BACKUP=..., then put it into Redis's volume in place of its data
 	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=backups/tally-<time>.rdb"; exit 2; }
