@@ -8,8 +8,12 @@ SECRETS=${SECRETS:-/run/secrets}
 SHIPPED=${SHIPPED:-/etc/alertmanager/alertmanager.yml}
 CONFIG=${CONFIG:-/tmp/alertmanager.yml}
 
+# A receiver is on when its file holds more than blanks: a Swarm secret cannot be empty,
+# so there "off" is a lone newline (ops/swarm/secrets.py); on compose, an empty file.
+on() { grep -q '[^[:space:]]' "$1" 2>/dev/null; }
+
 integrations=$(mktemp)
-if [ -s "$SECRETS/alertmanager_webhook_url" ]; then
+if on "$SECRETS/alertmanager_webhook_url"; then
   cat >>"$integrations" <<YAML
     webhook_configs:
       - url_file: $SECRETS/alertmanager_webhook_url
@@ -17,7 +21,7 @@ if [ -s "$SECRETS/alertmanager_webhook_url" ]; then
 YAML
   echo "alertmanager: webhook on"
 fi
-if [ -s "$SECRETS/alertmanager_slack_api_url" ]; then
+if on "$SECRETS/alertmanager_slack_api_url"; then
   cat >>"$integrations" <<YAML
     slack_configs:
       - api_url_file: $SECRETS/alertmanager_slack_api_url
@@ -27,7 +31,7 @@ if [ -s "$SECRETS/alertmanager_slack_api_url" ]; then
 YAML
   echo "alertmanager: slack on"
 fi
-if [ -s "$SECRETS/alertmanager_smtp_password" ]; then
+if on "$SECRETS/alertmanager_smtp_password"; then
   for variable in ALERTMANAGER_EMAIL_TO ALERTMANAGER_SMTP_SMARTHOST; do
     eval "value=\${$variable:-}"
     if [ -z "$value" ]; then

@@ -6,6 +6,14 @@ writes them: an alert fires while both its long and its short window burn the er
 budget faster than its rate, so it catches a fast burn within minutes and a slow one
 within hours, and stops soon after the burn does (the short window empties). Each SLO
 and each window pair is declared once; a static test fails when the YAML drifts.
+
+The short windows are rates over the raw per-replica series, evaluated with every scrape.
+The long ones (a day and more) never read raw samples: a group evaluated once a minute
+records each SLO's bad and total rates over 5m, and a long window's ratio is the sum of
+those bad rates over the window divided by the sum of the total rates. Both sums weigh
+every minute by its traffic, so the ratio is the window's share of bad requests (a busy
+minute counts more than a quiet one, as in a rate over the raw series), from one series
+with one sample a minute instead of every replica's series at every scrape.
 """
 
 from __future__ import annotations
@@ -86,8 +94,19 @@ WINDOWS = (
     Window("ticket", 3, "1d", "2h", "1h"),
     Window("ticket", 1, "3d", "6h", "3h"),
 )
-# Every window the alerts read, plus the whole period for the error budget's dashboard.
-RATIO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d", f"{PERIOD_DAYS}d")
+# Every window the alerts read, plus the whole period for the error budget's dashboard:
+# the short ones from the raw series, the long ones from the recorded 5m rates.
+SHORT_WINDOWS = ("5m", "30m", "1h", "2h", "6h")
+LONG_WINDOWS = ("1d", "3d", f"{PERIOD_DAYS}d")
+RATIO_WINDOWS = SHORT_WINDOWS + LONG_WINDOWS
+# The long windows' group: a minute's staleness is nothing next to a day, and the
+# recorded rates it sums are one sample a minute, whatever the scrape interval.
+LONG_INTERVAL = "1m"
+# The recorded rates the long windows sum: over 5m, so that each minute's sample still
+# sees more than one scrape of every replica.
+STEP = "5m"
+ERRORS_RATE = f"slo:sli_errors:rate{STEP}"
+TOTAL_RATE = f"slo:sli_requests:rate{STEP}"
 
 
 def ratio(window: str) -> str:
@@ -98,7 +117,7 @@ def number(value: float) -> str:
     return f"{value:g}"
 
 
-def recording_rules(slo: Slo) -> list[dict[str, Any]]:
+def short_rules(slo: Slo) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = [
         {
             "record": "slo:objective:ratio",
@@ -106,7 +125,7 @@ def recording_rules(slo: Slo) -> list[dict[str, Any]]:
             "labels": {"slo": slo.name},
         }
     ]
-    for window in RATIO_WINDOWS:
+    for window in SHORT_WINDOWS:
         errors, total = (
             slo.errors.replace("$w", window),
             slo.total.replace("$w", window),
@@ -119,6 +138,23 @@ def recording_rules(slo: Slo) -> list[dict[str, Any]]:
             }
         )
     return rules
+
+
+def long_rules(slo: Slo) -> list[dict[str, Any]]:
+    selector = f'{{slo="{slo.name}"}}'
+    rules: list[dict[str, Any]] = [
+        {"record": ERRORS_RATE, "expr": slo.errors.replace("$w", STEP) + "\n"},
+        {"record": TOTAL_RATE, "expr": slo.total.replace("$w", STEP) + "\n"},
+    ]
+    for window in LONG_WINDOWS:
+        rules.append(
+            {
+                "record": ratio(window),
+                "expr": f"sum_over_time({ERRORS_RATE}{selector}[{window}])\n/\n"
+                f"sum_over_time({TOTAL_RATE}{selector}[{window}])\n",
+            }
+        )
+    return [{**rule, "labels": {"slo": slo.name}} for rule in rules]
 
 
 def alert_labels(slo: Slo, window: Window) -> dict[str, str]:
@@ -161,12 +197,13 @@ def alerting_rules(slo: Slo) -> list[dict[str, Any]]:
 
 
 def rules() -> dict[str, Any]:
-    return {
-        "groups": [
-            {"name": f"slo.{slo.name}", "rules": recording_rules(slo) + alerting_rules(slo)}
-            for slo in SLOS
-        ]
-    }
+    groups: list[dict[str, Any]] = []
+    for slo in SLOS:
+        groups.append({"name": f"slo.{slo.name}", "rules": short_rules(slo) + alerting_rules(slo)})
+        groups.append(
+            {"name": f"slo.{slo.name}.long", "interval": LONG_INTERVAL, "rules": long_rules(slo)}
+        )
+    return {"groups": groups}
 
 
 # promtool tests: /count at 10 requests/s, one sample a minute.

@@ -7,8 +7,14 @@ hashes. The files come back as a tar stream on stdout, straight into
 must match the passwords, so the set is made whole or not at all; existing ones are
 kept (the stack's passwords outlive a redeploy, like the compose stack's volume).
 
+Alertmanager's receiver secrets are the exception: made "off" (a lone newline, since a
+Swarm secret cannot be empty), and replaced one at a time by `--set`, which reads the new
+value on stdin (nothing, or blanks, turns the receiver off) and hands it to a running
+Alertmanager, restarting it, as `docker compose restart alertmanager` does on compose.
+
     TALLY_STACK=tally uv run python ops/swarm/secrets.py           # create when missing
     TALLY_STACK=tally uv run python ops/swarm/secrets.py --remove  # delete them
+    TALLY_STACK=tally uv run python ops/swarm/secrets.py --set alertmanager_webhook_url <url.txt
 """
 
 from __future__ import annotations
@@ -31,6 +37,15 @@ STACK_FILES = ("stack.yaml", "observability.yaml", "stack-ha.yaml", "observabili
 # one set of secrets serves either topology (compose.ha.yaml's x-topology, their one source).
 TOPOLOGY = yaml.safe_load((HERE.parent.parent / "compose.ha.yaml").read_text())["x-topology"]
 LABEL = "tally.stack"
+# The receivers' secrets, as swarm.yaml hands them to Alertmanager (a static test checks
+# they are the ones ops/secrets/init.sh stores and render.sh reads).
+RECEIVERS = {
+    secret["source"]: secret
+    for secret in yaml.safe_load((HERE / "swarm.yaml").read_text())["services"]["alertmanager"][
+        "secrets"
+    ]
+}
+OFF = b"\n"
 
 
 def wanted(stack: str) -> list[str]:
@@ -71,9 +86,21 @@ def generate() -> dict[str, bytes]:
     return files
 
 
+def store(stack: str, name: str, value: bytes) -> None:
+    subprocess.run(
+        ["docker", "secret", "create", "--label", f"{LABEL}={stack}", name, "-"],
+        input=value, capture_output=True, check=True,
+    )  # fmt: skip
+
+
 def create(stack: str) -> None:
-    names = wanted(stack)
-    present = existing() & set(names)
+    receivers = {f"{stack}_{receiver}" for receiver in RECEIVERS}
+    names = [name for name in wanted(stack) if name not in receivers]
+    found = existing()
+    for name in sorted(receivers - found):
+        store(stack, name, OFF)
+        print(f"secrets: created {name} (off)")
+    present = found & set(names)
     if present == set(names):
         print(f"secrets: {len(names)} for stack {stack} exist, kept")
         return
@@ -84,11 +111,36 @@ def create(stack: str) -> None:
         )
     files = generate()
     for name in names:
-        subprocess.run(
-            ["docker", "secret", "create", "--label", f"{LABEL}={stack}", name, "-"],
-            input=files[name.removeprefix(f"{stack}_")], capture_output=True, check=True,
-        )  # fmt: skip
+        store(stack, name, files[name.removeprefix(f"{stack}_")])
     print(f"secrets: created {', '.join(names)}")
+
+
+def set_receiver(stack: str, receiver: str, value: bytes) -> None:
+    """Replace a receiver's secret. A Swarm secret cannot change, nor be removed while a
+    service uses it: Alertmanager lets go of it, it is made again, and given back."""
+    if receiver not in RECEIVERS:
+        sys.exit(f"secrets: '{receiver}' is not a receiver secret ({', '.join(RECEIVERS)})")
+    name, service = f"{stack}_{receiver}", f"{stack}_alertmanager"
+    running = (
+        subprocess.run(["docker", "service", "inspect", service], capture_output=True).returncode
+        == 0
+    )
+    update = ["docker", "service", "update", "--quiet", "--detach=false"]
+    if running:
+        subprocess.run([*update, "--secret-rm", name, service], capture_output=True, check=True)
+    if name in existing():
+        subprocess.run(["docker", "secret", "rm", name], capture_output=True, check=True)
+    store(stack, name, value if value.strip() else OFF)
+    if not running:
+        print(f"secrets: {name} written; Alertmanager reads it when the stack is deployed")
+        return
+    spec = RECEIVERS[receiver]
+    option = (
+        f"source={name},target={receiver},uid={spec['uid']},gid={spec['gid']},"
+        f"mode=0{spec['mode']:o}"
+    )
+    subprocess.run([*update, "--secret-add", option, service], capture_output=True, check=True)
+    print(f"secrets: {name} written; {service} restarted with it")
 
 
 def remove(stack: str) -> None:
@@ -102,6 +154,8 @@ def main() -> None:
     stack = os.environ.get("TALLY_STACK") or "tally"
     if "--remove" in sys.argv[1:]:
         remove(stack)
+    elif sys.argv[1:2] == ["--set"] and len(sys.argv) == 3:
+        set_receiver(stack, sys.argv[2], sys.stdin.buffer.read())
     else:
         create(stack)
 

@@ -122,6 +122,24 @@ def test_every_swarm_secret_is_a_file_init_sh_writes(topology: str) -> None:
         assert re.search(rf"(^|\s|>){re.escape(key)}(\s|$)", init, re.MULTILINE), key
 
 
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_alertmanager_reads_every_receiver_secret_as_its_own_user(topology: str) -> None:
+    """The receivers compose's secrets service stores (and render.sh reads), each a Swarm
+    secret Alertmanager (nobody) can read, as on compose."""
+    init = (ROOT / "ops" / "secrets" / "init.sh").read_text()
+    stored = re.search(r'case "\$1" in\n\s+(.+)\)', init)
+    assert stored
+    receivers = {name.strip() for name in stored.group(1).split("|")}
+    secrets = service(topology, "alertmanager")["secrets"]
+    assert {secret["source"] for secret in secrets} == receivers
+    for secret in secrets:
+        assert (secret["target"], secret["uid"], secret["gid"]) == (
+            secret["source"],
+            "65534",
+            "65534",
+        )
+
+
 @pytest.mark.parametrize(("topology", "name"), SERVICES)
 def test_only_nginx_publishes_a_port_in_host_mode_and_every_service_is_dnsrr(
     topology: str, name: str

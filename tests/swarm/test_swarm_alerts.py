@@ -1,0 +1,88 @@
+"""Alertmanager sends on Swarm: its webhook receiver switched on as an operator does it
+(`ops/swarm/secrets.py --set`, a Swarm secret), and a real alert from the stack's
+Prometheus reaching the webhook double."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.stack.alert_receiver import PORT
+from tests.support import ROOT, run, wait_until
+from tests.swarm.swarm_stack import SwarmStack
+
+RECEIVER = ROOT / "tests" / "stack" / "alert_receiver.py"
+# TallyRedisDown's `for` (30 s), a scrape and an evaluation, the page route's group wait
+# (30 s), with room for this busy machine: a deadline to poll, not a timing assertion.
+DEADLINE = 150
+
+
+@pytest.fixture
+def receiver(swarm_stack: SwarmStack) -> Iterator[str]:
+    """The webhook double as a service on the stack's backend network; its name, which
+    resolves there to its task."""
+    name = f"{swarm_stack.name}-alert-receiver"
+    run(
+        "docker", "service", "create", "--quiet", "--detach=false", "--name", name,
+        "--network", swarm_stack.service("backend"), "--endpoint-mode", "dnsrr",
+        "--restart-condition", "none", "--read-only", "--user", "10001", "--cap-drop", "ALL",
+        "--mount", f"type=bind,source={RECEIVER},target=/receiver.py,readonly",
+        swarm_stack.image, "python", "/receiver.py",
+    )  # fmt: skip
+    try:
+        yield name
+    finally:
+        run("docker", "service", "rm", name, check=False)
+
+
+def set_webhook(stack: SwarmStack, url: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "ops/swarm/secrets.py", "--set", "alertmanager_webhook_url"],
+        input=url, capture_output=True, text=True, cwd=ROOT, check=False,
+        env={**os.environ, "TALLY_STACK": stack.name}, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def notifications(service: str) -> list[dict[str, Any]]:
+    out = run("docker", "service", "logs", "--raw", service).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def firing(service: str, alertname: str) -> dict[str, Any] | None:
+    for notification in notifications(service):
+        for alert in notification["alerts"]:
+            if alert["labels"]["alertname"] == alertname and alert["status"] == "firing":
+                found: dict[str, Any] = notification
+                return found
+    return None
+
+
+def test_a_webhook_secret_set_on_swarm_gets_prometheus_alert(
+    swarm_stack: SwarmStack, receiver: str
+) -> None:
+    out = set_webhook(swarm_stack, f"http://{receiver}:{PORT}/\n")
+    assert "restarted with it" in out
+    wait_until(swarm_stack.converged, 120, "Alertmanager running again with its secret")
+    # The exporter gone is Redis unseen: TallyRedisDown pages, and nothing is served less.
+    exporter = swarm_stack.service("redis-exporter")
+    run("docker", "service", "scale", "--detach", f"{exporter}=0")
+    try:
+        found = wait_until(
+            lambda: firing(receiver, "TallyRedisDown"),
+            DEADLINE,
+            "TallyRedisDown at the webhook double",
+            interval=2,
+        )
+        assert found is not None
+        assert found["receiver"] == "page"
+    finally:
+        run("docker", "service", "scale", "--detach", f"{exporter}=1")
+        set_webhook(swarm_stack, "")
