@@ -261,6 +261,39 @@ def expected(slo: Slo, window: Window) -> dict[str, Any]:
     }
 
 
+def weighting_case() -> dict[str, Any]:
+    """A long window is the share of bad requests, not the mean of the 5m ratios: an hour
+    at 600 requests a minute, none bad, then an hour at 60 with 10% bad is 360 bad of
+    39,600, 0.91%; the mean of the ratios would be 5%."""
+    quiet, bad, hour = PER_MINUTE // 10, PER_MINUTE // 100, 60
+    good_after = hour * PER_MINUTE + quiet - bad
+    ratio_1d = f'{ratio("1d")}{{slo="availability"}}'
+    return {
+        "name": "availability: the 1d ratio weighs each minute by its traffic",
+        "interval": "1m",
+        "input_series": [
+            {
+                "series": f'http_requests_total{{{COUNT}, instance="a", method="GET",'
+                ' status="200"}',
+                "values": f"0+{PER_MINUTE}x{hour} {good_after}+{quiet - bad}x{hour - 1}",
+            },
+            {
+                "series": f'http_requests_total{{{COUNT}, instance="a", method="GET",'
+                ' status="503"}',
+                "values": f"0x{hour} {bad}+{bad}x{hour - 1}",
+            },
+        ],
+        "promql_expr_test": [
+            {
+                # Within 5% of 0.91%: the 5m rates smear the edges of the step a little.
+                "expr": f"({ratio_1d} > bool 0.0086) * ({ratio_1d} < bool 0.0096)",
+                "eval_time": f"{2 * hour}m",
+                "exp_samples": [{"labels": '{job="tally", slo="availability"}', "value": 1}],
+            }
+        ],
+    }
+
+
 def tests() -> dict[str, Any]:
     cases: list[dict[str, Any]] = []
     for slo in SLOS:
@@ -307,6 +340,7 @@ def tests() -> dict[str, Any]:
                 ],
             }
         )
+    cases.append(weighting_case())
     return {
         "rule_files": ["../rules/slo.yml"],
         "evaluation_interval": "1m",

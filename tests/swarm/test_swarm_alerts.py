@@ -28,17 +28,34 @@ def receiver(swarm_stack: SwarmStack) -> Iterator[str]:
     """The webhook double as a service on the stack's backend network; its name, which
     resolves there to its task."""
     name = f"{swarm_stack.name}-alert-receiver"
-    run(
-        "docker", "service", "create", "--quiet", "--detach=false", "--name", name,
-        "--network", swarm_stack.service("backend"), "--endpoint-mode", "dnsrr",
-        "--restart-condition", "none", "--read-only", "--user", "10001", "--cap-drop", "ALL",
-        "--mount", f"type=bind,source={RECEIVER},target=/receiver.py,readonly",
-        swarm_stack.image, "python", "/receiver.py",
-    )  # fmt: skip
     try:
+        # Not the app: the image's healthcheck is not its own.
+        run(
+            "docker", "service", "create", "--quiet", "--detach", "--name", name,
+            "--network", swarm_stack.service("backend"), "--endpoint-mode", "dnsrr",
+            "--no-healthcheck", "--read-only", "--user", "10001", "--cap-drop", "ALL",
+            "--mount", f"type=bind,source={RECEIVER},target=/receiver.py,readonly",
+            swarm_stack.image, "python", "/receiver.py",
+        )  # fmt: skip
+        wait_until(lambda: running(name), 60, f"{name} running")
         yield name
     finally:
         run("docker", "service", "rm", name, check=False)
+        # Off the stack's network before the stack goes, or its removal waits on it.
+        wait_until(lambda: not containers(name), 60, f"{name} removed")
+
+
+def containers(service: str) -> list[str]:
+    label = f"label=com.docker.swarm.service.name={service}"
+    return run("docker", "ps", "-aq", "--filter", label).stdout.split()
+
+
+def running(service: str) -> bool:
+    out = run(
+        "docker", "service", "ps", service, "--filter", "desired-state=running",
+        "--format", "{{.CurrentState}}",
+    ).stdout  # fmt: skip
+    return out.startswith("Running")
 
 
 def set_webhook(stack: SwarmStack, url: str) -> str:
