@@ -101,5 +101,5 @@ def test_a_webhook_secret_set_on_swarm_gets_prometheus_alert(
         assert found is not None
         assert found["receiver"] == "page"
     finally:
+        # The webhook stays set: its double goes with this test, and the stack with the tier.
         run("docker", "service", "scale", "--detach", f"{exporter}=1")
-        set_webhook(swarm_stack, "")
