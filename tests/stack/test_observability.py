@@ -24,10 +24,11 @@ def test_exporters_report_redis_and_nginx(stack: Stack) -> None:
 def test_every_dashboard_query_returns_data(stack: Stack, traffic: None) -> None:
     # Replication's dashboards (tagged ha) have their test with compose.ha.yaml's stack.
     queries = list(panel_queries(without="ha"))
-    # Rates over 1m need a few scrapes (every 5 s) before every panel has data.
+    # Rates over 1m need a few scrapes (every 5 s) before every panel has data, and the
+    # SLOs' long windows an evaluation of their group, once a minute, after that.
     wait_until(
         lambda: not without_data(queries, stack.query),
-        90,
+        150,
         "every dashboard query to return data",
         interval=2,
     )
