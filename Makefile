@@ -10,6 +10,8 @@ LOAD_HOST ?= http://localhost:$(or $(HTTP_PORT),8080)
 USERS ?= 50
 SPAWN_RATE ?= 10
 DURATION ?= 30s
+# Where make load writes its HTML report and CSV stats.
+REPORTS ?= $(CURDIR)/loadtest/reports
 
 # make swarm-up: the stack on a Docker Swarm (README, "Beyond one host"). TALLY_STACK names
 # the stack and prefixes its secrets; OBSERVABILITY=1 adds Prometheus, the exporters,
@@ -97,11 +99,11 @@ dashboards: install ## regenerate ops/grafana/dashboards/*.json from ops/grafana
 slo: install ## regenerate ops/prometheus/rules/slo.yml and its tests from ops/prometheus/slo.py
 	$(UV) run --frozen python ops/prometheus/slo.py
 
-load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); reports in loadtest/reports/
-	mkdir -p loadtest/reports
+load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); reports in loadtest/reports/ (REPORTS)
+	mkdir -p $(REPORTS)
 	cd loadtest && $(UV) run --frozen locust -f locustfile.py --headless --only-summary \
 		-u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) --host $(LOAD_HOST) \
-		--html reports/report.html --csv reports/stats
+		--html $(REPORTS)/report.html --csv $(REPORTS)/stats
 
 bench: install ## tally vs bare Quart and Flask baselines under wrk; writes bench/results/latest.md
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
