@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from quart.typing import TestClientProtocol as Client
 
 from service import logs
-from service.app import create_app
+from service.app import CounterFactory, create_app
 from service.counter import Counter
 from service.settings import Settings
 
@@ -24,14 +24,17 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 @asynccontextmanager
 async def serving(
-    settings: Settings, counter: object = None, tracer_provider: TracerProvider | None = None
+    settings: Settings,
+    counter: object = None,
+    tracer_provider: TracerProvider | None = None,
+    counter_factory: CounterFactory = Counter.from_settings,
 ) -> AsyncIterator[Client]:
-    """A started app's test client: on `counter` (a fake) when given, else on the Redis the
-    settings name; the app is shut down when the block ends."""
-    if counter is None:
-        app = create_app(settings, tracer_provider=tracer_provider)
-    else:
-        app = create_app(settings, lambda *_: cast(Counter, counter), tracer_provider)
+    """A started app's test client: on `counter` (a fake) when given, else on what
+    `counter_factory` builds (by default, a counter on the Redis the settings name); the
+    app is shut down when the block ends."""
+    if counter is not None:
+        counter_factory = lambda *_: cast(Counter, counter)  # noqa: E731
+    app = create_app(settings, counter_factory, tracer_provider)
     async with app.test_app() as test_app:
         yield test_app.test_client()
 
