@@ -10,6 +10,8 @@ LOAD_HOST ?= http://localhost:$(or $(HTTP_PORT),8080)
 USERS ?= 50
 SPAWN_RATE ?= 10
 DURATION ?= 30s
+# Where make load writes its HTML report and CSV stats.
+REPORTS ?= $(CURDIR)/loadtest/reports
 
 # make backup / make restore BACKUP=...: snapshots of Redis in BACKUP_DIR (README, "Back up
 # and restore"); made here first, so the folder is yours and not Docker's.
@@ -27,7 +29,7 @@ ifdef REGISTRY
 export TALLY_IMAGE := $(REGISTRY)/tally-app
 endif
 
-.PHONY: help install test test-fast test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format docs dashboards slo load up down logs ps \
+.PHONY: help install test test-fast test-unit test-integration test-stack test-static test-config test-load test-faults test-browser screenshots install-browser reliability bench soak lint format docs dashboards slo load up down logs ps \
 	test-swarm swarm-stack swarm-secrets swarm-up swarm-down push backup restore
 
 help: ## list the targets
@@ -37,43 +39,51 @@ install: ## install the locked Python dependencies into .venv (installs uv if mi
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 
-test: install lint ## every tier (what CI runs): lint, unit, integration, static, stack, browser, load, faults, swarm
-	$(PYTEST) tests/unit tests/integration tests/static tests/stack tests/browser tests/load tests/faults tests/swarm
+# Each tier is a folder of tests/ and runs by its path, so a run collects no other tier's
+# conftest; what a tier needs beyond Python (Chromium, a swarm) its target or its own
+# fixtures bring.
+test: install lint install-browser ## every tier (what CI runs): lint, unit, static, config, integration, stack, browser, load, faults, swarm
+	$(PYTEST) tests/unit tests/static tests/config tests/integration tests/stack tests/browser tests/load tests/faults tests/swarm
 
-test-fast: install lint ## lint, unit and static: no stack, a couple of minutes
-	$(PYTEST) -m "unit or static"
+test-fast: install lint ## lint, unit and static: no Docker at all, well under two minutes
+	$(PYTEST) tests/unit tests/static
 
-install-browser: ## Debian's Chromium for the browser tests (apt, as root), when missing
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
+install-browser: ## Debian's Chromium for the browser tier (apt, as root), when missing
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+		|| { echo "Chromium is missing: sudo make install-browser installs Debian's" >&2; exit 1; }; \
+		apt-get update -qq && apt-get install -y -qq chromium; }
 
 test-unit: install ## unit tests only (no Docker needed)
-	$(PYTEST) -m unit
+	$(PYTEST) tests/unit
+
+test-static: install ## the repository's files checked with no Docker: generated files, copies, dashboards, hadolint
+	$(PYTEST) tests/static
+
+test-config: install ## the configuration as the pinned tools read it: compose/stack config, nginx -t, promtool, amtool (Docker, no stack)
+	$(PYTEST) tests/config
 
 test-integration: install ## the app against a real Redis in Docker
-	$(PYTEST) -m integration
-
-test-static: install ## config checks: compose, nginx -t, promtool, dashboards
-	$(PYTEST) -m static
+	$(PYTEST) tests/integration
 
 test-stack: install ## the compose stack end to end
-	$(PYTEST) -m stack
+	$(PYTEST) tests/stack
 
 test-faults: install ## faults under load (replica killed, restarts, Redis killed/paused, nginx reload)
-	$(PYTEST) -m faults
+	$(PYTEST) tests/faults
 
-test-swarm: install ## the stack on a single-node Docker Swarm: scale, rolling update, rollback
-	$(PYTEST) -m swarm
+test-swarm: install ## the stack on a single-node Docker Swarm: scale, rolling update, rollback (joins a swarm for the run)
+	$(PYTEST) tests/swarm
 
 reliability: test-faults ## run the faults; their tables go to docs/results/reliability.md
 
-test-browser: install ## the pages in headless Chromium through nginx (installs it when missing)
-	$(PYTEST) -m browser
+test-browser: install install-browser ## the pages in headless Chromium through nginx (installs it when missing)
+	$(PYTEST) tests/browser
 
-screenshots: install ## regenerate the README's screenshots in docs/img/
+screenshots: install install-browser ## regenerate the README's screenshots in docs/img/
 	SCREENSHOTS_DIR=$(CURDIR)/docs/img $(PYTEST) tests/browser
 
 test-load: install ## the Locust suite against the stack, and proof that its checks can fail
-	$(PYTEST) -m load
+	$(PYTEST) tests/load
 
 lint: install ## ruff and mypy --strict
 	$(UV) run --frozen ruff check .
@@ -93,11 +103,11 @@ dashboards: install ## regenerate ops/grafana/dashboards/*.json from ops/grafana
 slo: install ## regenerate ops/prometheus/rules/slo.yml and its tests from ops/prometheus/slo.py
 	$(UV) run --frozen python ops/prometheus/slo.py
 
-load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); reports in loadtest/reports/
-	mkdir -p loadtest/reports
+load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); reports in loadtest/reports/ (REPORTS)
+	mkdir -p $(REPORTS)
 	cd loadtest && $(UV) run --frozen locust -f locustfile.py --headless --only-summary \
 		-u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) --host $(LOAD_HOST) \
-		--html reports/report.html --csv reports/stats
+		--html $(REPORTS)/report.html --csv $(REPORTS)/stats
 
 bench: install ## tally vs bare Quart and Flask baselines under wrk; writes bench/results/latest.md
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)

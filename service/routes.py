@@ -46,8 +46,6 @@ COUNT_PATH = "/count"
 # What /count answers to; an OPTIONS request gets this list, any other method a 405.
 COUNT_METHODS = ("GET", "HEAD", "OPTIONS")
 
-log = get_logger()
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -109,13 +107,13 @@ async def render_problem(state: State, fmt: Format, problem: Problem) -> bytes:
 
 
 def unavailable(exc: RedisUnavailable) -> Problem:
-    log.warning("redis_unavailable", reason=str(exc))
+    get_logger().warning("redis_unavailable", reason=str(exc))
     return UNAVAILABLE
 
 
 def internal(exc: Exception) -> Problem:
     # The traceback goes to the log and the trace, never to the client.
-    log.error("unhandled_exception", exc_info=exc)
+    get_logger().error("unhandled_exception", exc_info=exc)
     tracing.record_exception(exc)
     return INTERNAL
 

@@ -14,7 +14,8 @@ TESTS = Path(__file__).parent
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier, the folder it lives in (`make test-fast` runs
-    `-m "unit or static"`); --strict-markers fails on a folder pyproject.toml does not declare."""
+    tests/unit and tests/static, which need no Docker); --strict-markers fails on a folder
+    pyproject.toml does not declare."""
     for item in items:
         item.add_marker(item.path.relative_to(TESTS).parts[0])
 

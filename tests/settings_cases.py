@@ -1,5 +1,5 @@
-"""Bad settings and the one line each must produce: the unit tier checks the reader, the
-integration tier the real process (exit 78)."""
+"""Bad settings and the one line each must produce: the unit tier checks the reader on every
+case, the integration tier the real process (exit 78) on two of them."""
 
 INVALID = [
     ("REDIS_TIMEOUT", "abc", "REDIS_TIMEOUT must be a positive number of seconds, got 'abc'"),

@@ -153,7 +153,14 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_zero(
     assert app.process.wait(timeout=10) == 0
 
 
-@pytest.mark.parametrize(("variable", "value", "message"), INVALID)
+# The real process for two of the cases (the second masks a password); the unit tier checks
+# every case's message against the settings reader.
+PROCESS_CASES = [next(case for case in INVALID if case[0] == "REDIS_TIMEOUT")] + [
+    case for case in INVALID if "hunter2" in case[1]
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), PROCESS_CASES)
 def test_bad_configuration_exits_78_with_one_line_naming_the_variable(
     variable: str, value: str, message: str
 ) -> None:

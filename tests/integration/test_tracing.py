@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import io
-import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -14,9 +13,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from quart.typing import TestClientProtocol as Client
 
-from service import logs
-from service.app import create_app
 from service.settings import Settings
+from tests.serving import json_logs, log_records, serving
 from tests.support import RedisContainer
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -29,8 +27,15 @@ def exporter() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-def log_lines() -> io.StringIO:
-    return io.StringIO()
+def log_lines() -> Iterator[io.StringIO]:
+    with json_logs("r1") as stream:
+        yield stream
+
+
+def provider_to(exporter: InMemorySpanExporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
 
 
 @pytest.fixture
@@ -41,12 +46,8 @@ async def client(
     log_lines: io.StringIO,
 ) -> AsyncIterator[Client]:
     settings = Settings(redis_url=redis_server.url, counter_key=counter_key, replica_id="r1")
-    logs.configure(settings, log_lines)
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = create_app(settings, tracer_provider=provider)
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
+    async with serving(settings, tracer_provider=provider_to(exporter)) as test_client:
+        yield test_client
 
 
 def by_kind(spans: tuple[ReadableSpan, ...], kind: SpanKind) -> list[ReadableSpan]:
@@ -101,8 +102,7 @@ async def test_log_lines_are_json_with_the_spans_trace_and_span_ids(
 ) -> None:
     await client.get("/count", headers={"X-Request-ID": "log-me"})
     [server] = by_kind(exporter.get_finished_spans(), SpanKind.SERVER)
-    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
-    [access] = [line for line in lines if line.get("event") == "request"]
+    [access] = log_records(log_lines, "request")
     assert access["trace_id"] == format(server.context.trace_id, "032x")
     assert access["span_id"] == format(server.context.span_id, "016x")
     assert access["request_id"] == "log-me"
@@ -128,11 +128,8 @@ async def test_redis_failure_marks_the_redis_span_as_error(
     exporter: InMemorySpanExporter,
 ) -> None:
     settings = Settings(redis_url="redis://127.0.0.1:1/0", redis_timeout=0.2, replica_id="r1")
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = create_app(settings, tracer_provider=provider)
-    async with app.test_app() as test_app:
-        response = await test_app.test_client().get("/count")
+    async with serving(settings, tracer_provider=provider_to(exporter)) as client:
+        response = await client.get("/count")
     assert response.status_code == 503
     spans = exporter.get_finished_spans()
     [redis] = by_kind(spans, SpanKind.CLIENT)

@@ -61,7 +61,10 @@ def test_the_secrets_script_defaults_the_counter_key_as_the_app_does() -> None:
     ]
 
 
-def test_the_version_is_written_once_and_read_everywhere_else() -> None:
+def test_pyproject_and_the_image_label_carry_the_service_version() -> None:
+    """service/__init__.py holds the version; uv needs pyproject.toml's and the image's
+    label cannot read Python, so they are copies checked here (compose's default tag is
+    checked with the other declared variables, and the files generated from it follow)."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["version"] == __version__
     dockerfile = (ROOT / "Dockerfile").read_text()

@@ -1,10 +1,9 @@
-"""Static checks of Prometheus, its rules (and the SLO generator) and their tests, Grafana
-provisioning and dashboards."""
+"""Prometheus, its rules (and the SLO generator) and their tests, Grafana provisioning and
+dashboards, read from their files (tests/config runs promtool on them)."""
 
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,37 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.dashboards import DASHBOARD_DIR, dashboards, panel_queries
-from tests.support import ROOT, run
+from tests.dashboards import DASHBOARD_DIR, dashboards
+from tests.support import ROOT
 
 PROMETHEUS_DIR = ROOT / "ops" / "prometheus"
 GRAFANA_DIR = ROOT / "ops" / "grafana"
 
 
-def promtool(*args: str) -> str:
-    result = run(
-        "docker", "run", "--rm", "-i", "-v", f"{PROMETHEUS_DIR}:/etc/prometheus:ro",
-        "--entrypoint", "/bin/promtool", "prom/prometheus:v3.5.3", *args,
-    )  # fmt: skip
-    return result.stdout + result.stderr
-
-
-def test_prometheus_config_is_valid() -> None:
-    assert "SUCCESS" in promtool("check", "config", "/etc/prometheus/prometheus.yml")
-
-
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.test.yml"))
-
-
-def test_rules_are_valid() -> None:
-    out = promtool("check", "rules", *(f"/etc/prometheus/rules/{p.name}" for p in RULE_FILES))
-    assert out.count("SUCCESS") == len(RULE_FILES), out
-
-
-@pytest.mark.parametrize("name", [path.name for path in TEST_FILES])
-def test_rule_unit_tests_pass(name: str) -> None:
-    assert "SUCCESS" in promtool("test", "rules", f"/etc/prometheus/tests/{name}")
 
 
 def test_every_rule_file_has_its_tests() -> None:
@@ -185,22 +162,6 @@ def test_observability_uis_bind_to_loopback_only(service: str) -> None:
     compose = yaml.safe_load((ROOT / "compose.observability.yaml").read_text())
     for port in compose["services"][service]["ports"]:
         assert port.startswith("127.0.0.1:"), port
-
-
-def test_every_panel_query_parses_as_promql() -> None:
-    queries = sorted({expr for _, _, expr in panel_queries()})
-    script = (
-        "while IFS= read -r q; do"
-        ' /bin/promtool --experimental promql format "$q" >/dev/null 2>&1 || echo "BAD: $q";'
-        " done"
-    )
-    result = subprocess.run(
-        ["docker", "run", "--rm", "-i", "--entrypoint", "/bin/sh", "prom/prometheus:v3.5.3",
-         "-c", script],
-        input="\n".join(queries) + "\n", capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
-    assert result.stdout == "", result.stdout
-    assert len(queries) > 20
 
 
 def test_tempo_config_has_the_receiver_and_storage_the_app_relies_on() -> None:

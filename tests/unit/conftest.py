@@ -1,16 +1,15 @@
-"""Unit fixtures: an app wired to a fake counter, and its test client."""
+"""Unit fixtures: an app wired to a fake counter, its test client, and its log lines."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import cast
+import io
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from service.app import create_app
-from service.counter import Counter
 from service.settings import Settings
+from tests.serving import json_logs, serving
 from tests.unit.fakes import FakeCounter
 
 
@@ -20,7 +19,14 @@ def fake() -> FakeCounter:
 
 
 @pytest.fixture
-async def client(fake: FakeCounter) -> AsyncIterator[Client]:
-    app = create_app(Settings(replica_id="replica-1"), lambda *_: cast(Counter, fake))
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
+def stream() -> Iterator[io.StringIO]:
+    """The JSON log lines of this test (and only this test)."""
+    with json_logs("replica-1") as out:
+        yield out
+
+
+@pytest.fixture
+async def client(fake: FakeCounter, stream: io.StringIO) -> AsyncIterator[Client]:
+    # Logging is configured (`stream`) before the app exists, so its loggers bind to it.
+    async with serving(Settings(replica_id="replica-1"), fake) as test_client:
+        yield test_client

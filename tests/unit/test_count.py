@@ -7,18 +7,16 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from quart import Quart, request, request_started
 from quart.typing import TestClientProtocol as Client
 
-from service.app import create_app
-from service.counter import Counter, RedisUnavailable
+from service.counter import RedisUnavailable
 from service.request_id import RULE
-from service.settings import Settings
+from tests.serving import scrape
 from tests.unit.fakes import FakeCounter
-from tests.unit.test_metrics import scrape
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 # Each Accept header a client sends, and the format it must get.
@@ -71,17 +69,16 @@ WITH_BODY = Problem(413, "request_entity_too_large", "This server takes no reque
 
 
 @pytest.fixture
-async def served(fake: FakeCounter) -> AsyncIterator[tuple[Client, list[str]]]:
+async def served(client: Client) -> AsyncIterator[tuple[Client, list[str]]]:
     """An app's client, and the paths Quart itself dispatched."""
-    app = create_app(Settings(replica_id="replica-1"), lambda *_: cast(Counter, fake))
     dispatched: list[str] = []
 
     async def seen(sender: Quart, **_: Any) -> None:
         dispatched.append(request.path)
 
-    request_started.connect(seen, app)
-    async with app.test_app() as test_app:
-        yield test_app.test_client(), dispatched
+    request_started.connect(seen, client.app)
+    yield client, dispatched
+    request_started.disconnect(seen, client.app)
 
 
 def check_problem(fmt: str, body: bytes, problem: Problem) -> None:

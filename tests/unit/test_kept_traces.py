@@ -16,10 +16,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 from quart.typing import TestClientProtocol as Client
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from service import logs, middleware, tracing
-from service.app import create_app
+from service import middleware, tracing
 from service.counter import Counter
 from service.settings import Settings
+from tests.serving import json_logs, serving
 from tests.unit.fakes import FakeRedis
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -50,8 +50,6 @@ async def traced(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Traced]:
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
     settings = Settings(replica_id="r1", otel_exporter_otlp_endpoint="http://sink:4318")
-    lines = io.StringIO()
-    logs.configure(settings, lines)
     exporter = InMemorySpanExporter()
     provider = tracing.tracer_provider(settings, exporter)
     assert provider is not None
@@ -60,9 +58,9 @@ async def traced(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Traced]:
     def counter(settings: Settings, observe: Any, tracer: Any) -> Counter:
         return Counter(cast(Any, redis), "visitor_count", 300, 1.0, observe, tracer)
 
-    app = create_app(settings, counter, tracer_provider=provider)
-    async with app.test_app() as test_app:
-        yield Traced(test_app.test_client(), redis, exporter, provider, lines)
+    with json_logs("r1") as lines:
+        async with serving(settings, tracer_provider=provider, counter_factory=counter) as client:
+            yield Traced(client, redis, exporter, provider, lines)
 
 
 def server_and_children(spans: tuple[ReadableSpan, ...]) -> tuple[ReadableSpan, list[ReadableSpan]]:

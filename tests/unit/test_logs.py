@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import time
@@ -13,8 +14,11 @@ from typing import Any
 import pytest
 
 from service import logs
+from service.counter import RedisUnavailable
 from service.settings import Settings
-from tests.support import wait_until
+from tests.serving import json_logs, log_records, serving
+from tests.support import ROOT, wait_until
+from tests.unit.fakes import FakeCounter
 
 
 @pytest.fixture
@@ -73,3 +77,29 @@ def test_timestamps_are_iso_utc_with_microseconds_and_move_with_the_clock(
     assert stamps == [
         datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z") for t in times
     ]
+
+
+@pytest.mark.parametrize("run", ["first", "second"])
+async def test_each_tests_log_lines_go_to_its_own_stream(run: str) -> None:
+    """The same app code logging in two tests, each with its own stream: no logger cached
+    by the first keeps writing into the first stream (structlog caches on first use)."""
+    fake = FakeCounter()
+    fake.failure = RedisUnavailable("TimeoutError")
+    with json_logs(run) as stream:
+        async with serving(Settings(replica_id=run), fake) as client:
+            assert (await client.get("/count")).status_code == 503
+        [line] = log_records(stream, "redis_unavailable")
+    assert line["replica"] == run
+
+
+def test_no_module_of_the_service_binds_a_logger_at_import() -> None:
+    """A logger made at import is cached with the configuration of its first use and
+    ignores every later `logs.configure` (the test above shows what that breaks)."""
+    for path in sorted((ROOT / "service").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+                calls = [n for n in ast.walk(node.value) if isinstance(n, ast.Call)]
+                names = {ast.unparse(call.func) for call in calls}
+                assert not names & {"get_logger", "logs.get_logger", "structlog.get_logger"}, (
+                    f"{path.name}:{node.lineno} binds a logger at import"
+                )

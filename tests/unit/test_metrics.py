@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
 from quart.testing.utils import sentinel
 from quart.typing import TestClientProtocol as Client
 
 from service.metrics import Metrics
-
-# (sample name, sorted label pairs) -> value
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-async def scrape(client: Client) -> Samples:
-    text = await (await client.get("/metrics")).get_data(as_text=True)
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+from tests.serving import Samples, scrape
 
 
 def requests_total(samples: Samples, method: str, route: str, status: str) -> float:

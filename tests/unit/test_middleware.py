@@ -5,34 +5,11 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, cast
+from typing import Any
 
-import pytest
 from quart.typing import TestClientProtocol as Client
 
-from service import logs
-from service.app import create_app
-from service.counter import Counter
-from service.settings import Settings
-from tests.unit.fakes import FakeCounter
-from tests.unit.test_metrics import scrape
-
-
-@pytest.fixture
-def stream() -> Iterator[io.StringIO]:
-    out = io.StringIO()
-    logs.configure(Settings(replica_id="replica-1", log_format="json"), out)
-    yield out
-    logs.configure(Settings(log_format="console"))
-
-
-@pytest.fixture
-async def client(stream: io.StringIO) -> AsyncIterator[Client]:
-    fake = FakeCounter()
-    app = create_app(Settings(replica_id="replica-1"), lambda *_: cast(Counter, fake))
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
+from tests.serving import scrape
 
 
 def access_lines(stream: io.StringIO) -> list[dict[str, Any]]:

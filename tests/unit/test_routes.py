@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from service.app import create_app
-from service.counter import Counter, RedisUnavailable
+from service.counter import RedisUnavailable
 from service.settings import Settings
+from tests.serving import serving
 from tests.unit.fakes import FakeCounter
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
@@ -161,9 +160,8 @@ async def test_pages_link_the_dashboards_the_settings_name(
     fake: FakeCounter, env: dict[str, str], shown: list[str]
 ) -> None:
     settings = Settings.from_env({"REPLICA_ID": "r1", **env})
-    app: Quart = create_app(settings, lambda *_: cast(Counter, fake))
-    async with app.test_app() as test_app:
-        page = await (await get(test_app.test_client(), "/", BROWSER)).get_data(as_text=True)
+    async with serving(settings, fake) as client:
+        page = await (await get(client, "/", BROWSER)).get_data(as_text=True)
     assert re.findall(r'<a href="(http[^"]+)"', page) == shown
 
 

@@ -87,12 +87,6 @@ def test_the_app_image_is_versioned_and_named_by_variables() -> None:
     assert not service("one-node", "app")["image"].endswith(":latest")
 
 
-def test_make_push_names_the_image_as_compose_does() -> None:
-    compose_default = re.search(r"\$\{TALLY_IMAGE:-([^}]+)\}", (ROOT / "compose.yaml").read_text())
-    assert compose_default is not None
-    assert f"$(REGISTRY)/{compose_default[1]}" in (ROOT / "Makefile").read_text()
-
-
 @pytest.mark.parametrize(("topology", "name"), SERVICES)
 def test_swarm_service_is_locked_down(topology: str, name: str) -> None:
     spec = service(topology, name)
@@ -178,9 +172,3 @@ def test_the_app_rolls_out_start_first_and_rolls_back_on_failure() -> None:
         resources = service("one-node", name)["deploy"]["resources"]
         assert {"cpus", "memory"} <= set(resources["limits"]), name
         assert {"cpus", "memory"} <= set(resources["reservations"]), name
-
-
-def test_readme_shows_the_swarm_commands() -> None:
-    readme = (ROOT / "README.md").read_text()
-    for command in ("make swarm-up", "make swarm-down", "docker stack deploy", "make push"):
-        assert command in readme, command

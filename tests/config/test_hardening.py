@@ -1,4 +1,4 @@
-"""Hardening, checked statically: the Dockerfile (hadolint) and every service in every profile."""
+"""Hardening of every service in every profile, as `docker compose config` resolves it."""
 
 from __future__ import annotations
 
@@ -46,17 +46,6 @@ def services() -> dict[str, dict[str, Any]]:
 
 def test_every_declared_service_is_checked(services: dict[str, dict[str, Any]]) -> None:
     assert sorted(services) == NAMES
-
-
-def test_dockerfile_is_hadolint_clean() -> None:
-    result = run(str(ROOT / ".venv" / "bin" / "hadolint"), str(ROOT / "Dockerfile"), check=False)
-    assert result.returncode == 0, result.stdout
-
-
-def test_app_image_runs_as_a_non_root_user() -> None:
-    users = re.findall(r"^USER\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
-    assert users
-    assert users[-1].split(":")[0] not in ("root", "0")
 
 
 @pytest.mark.parametrize("name", NAMES)
