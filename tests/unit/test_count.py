@@ -176,6 +176,7 @@ async def test_count_answers_every_form_as_its_contract_says(
         assert fake.calls == ([request_id if valid_id else None] if reaches_redis else [])
         assert fake.value == (1 if counts else 0)
         assert (await scrape(client))[VISITS] - visits == (1 if counts else 0)
+    assert "/metrics" in dispatched  # the signal is wired: Quart dispatches the scrapes
     assert "/count" not in dispatched
 
 
