@@ -1,10 +1,18 @@
-"""make bench: tally with everything on against bare Quart and Flask baselines.
+"""make bench: tally with everything on against bare Quart, Flask and FastAPI baselines.
 
-Six variants, each 3 replicas behind nginx: tally; tally-lean (tracing off, no access
+Eight variants, each 3 replicas behind nginx: tally; tally-lean (tracing off, no access
 line: what those two cost); tally-ha (compose.ha.yaml: Sentinel and a WAIT for one
 replica after each increment, what high availability costs); bare Quart + Hypercorn
 with the exactly-once script and with a plain INCR (bench/bare.py: the framework's own
-baseline, and the script's cost); Flask on gunicorn with a plain INCR. Peak throughput
+baseline, and the script's cost); Flask on gunicorn with a plain INCR; FastAPI on
+uvicorn with a plain INCR (bench/fastapi/: what a Python user would pick for this job
+today); tally's own image, everything on, served by uvicorn instead of Hypercorn
+(bench/compose.uvicorn.yaml: what the server costs tally). Those last two are
+measurements only: neither is shipped, and neither is a supported way to run tally.
+Each container's CPU time is read from its cgroup around every measured run, so the
+results hold CPU per request per component (replicas, nginx, Redis), and, with Redis's
+own time per exactly-once script call (INFO commandstats), a capacity model: how many
+app hosts one Redis primary serves. Peak throughput
 from wrk (a closed loop) at 32 and 128 connections; then latency at a fixed offered
 load, half of Flask's peak in this run, from an open loop (bench/openloop.py: latency
 from each request's scheduled send time). Every variant is built and measured in this
@@ -15,11 +23,17 @@ probes (bench/compose.noprobes.yaml), which set every variant's p99 on this mach
 (docs/PERFORMANCE.md). Medians of BENCH_RUNS (3) runs of BENCH_SECONDS (10). Prints one
 table and the ratios, and writes them to bench/results/latest.md. `--soak` (make soak)
 instead loads tally for SOAK_SECONDS (300), reads each replica's RSS every 30 s, and
-writes the series and the growth to bench/results/soak.md.
+writes the series and the growth to bench/results/soak.md. `--records` (make
+bench-records) holds tally at the bench's peak rate (RECORDS_RATE to set one) for
+RECORDS_SECONDS (600) with keyless traffic (nginx makes up each id) and again with an
+Idempotency-Key per request, each on a fresh stack, and reads Redis's memory, keys and
+evictions: bytes per exactly-once record, memory per sustained request/s, and the rate
+at which maxmemory starts evicting records; bench/results/records.md.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -27,21 +41,34 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "latest.md"
 SOAK_RESULTS = ROOT / "bench" / "results" / "soak.md"
+RECORDS_RESULTS = ROOT / "bench" / "results" / "records.md"
 CONNECTIONS = (32, 128)
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SERVICES = ("redis", "app", "nginx")
 # The open loop's controls add this override last: every health probe off.
 NO_PROBES = "bench/compose.noprobes.yaml"
+# The two uvicorn rows' overrides; the second extends the app image named BENCH_APP_IMAGE.
+FASTAPI = "bench/compose.fastapi.yaml"
+UVICORN = "bench/compose.uvicorn.yaml"
+# The components whose CPU per request the results break down, by compose service.
+COMPONENTS = ("app", "nginx", "redis")
+# Where the cgroup file systems are mounted (cgroup v1 hierarchies, or v2's unified one).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 # compose.ha.yaml: a primary, two replicas, three Sentinels; WAIT 1 after each increment.
 HA_SERVICES = ("redis", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3",
                "app", "nginx")  # fmt: skip
+# The records step: seconds between its readings of Redis during a hold, and the kinds of
+# traffic it holds (keyed: an Idempotency-Key per request; keyless: nginx makes up the id).
+RECORDS_SAMPLE = 30.0
+RECORD_KINDS = ("keyless", "keyed")
 # Seconds a read of the counter is retried with its one Idempotency-Key.
 READ_RETRY = 15.0
 sys.path[:0] = [str(ROOT), str(ROOT / "loadtest")]
@@ -96,6 +123,151 @@ def seconds(text: str) -> float:
     return quantity(text, {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0})
 
 
+def ratio(above: float, below: float) -> str:
+    """above / below to two places; n/a when below is 0 (a short run on a saturated
+    machine may serve nothing) or unknown (NaN)."""
+    return f"{above / below:.2f}" if below and not math.isnan(below) else "n/a"
+
+
+def cgroup_cpu_file(proc_cgroup: str, root: Path = CGROUP_ROOT) -> Path | None:
+    """The file counting a process's CPU time, from its /proc/PID/cgroup: cgroup v1's
+    cpuacct.usage in the cpuacct hierarchy (mounted as `cpuacct`, alone or a link to
+    `cpu,cpuacct`), else cgroup v2's cpu.stat in the unified one (at the root, or at
+    `unified` on a hybrid host). None when neither is named."""
+    unified = None
+    for line in proc_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            return root / "cpuacct" / path.lstrip("/") / "cpuacct.usage"
+        if controllers == "":
+            unified = path.lstrip("/")
+    if unified is None:
+        return None
+    base = root / "unified" if (root / "unified").is_dir() else root
+    return base / unified / "cpu.stat"
+
+
+def cpu_seconds(text: str) -> float:
+    """A cgroup's CPU time in seconds, from cpuacct.usage (nanoseconds) or cpu.stat."""
+    usec = re.search(r"^usage_usec (\d+)$", text, re.M)
+    return int(usec.group(1)) / 1e6 if usec else int(text.strip()) / 1e9
+
+
+def redis_info(text: str) -> dict[str, str]:
+    """INFO's `field:value` lines (any sections), the comments and blank lines left out."""
+    fields = {}
+    for line in text.splitlines():
+        name, sep, value = line.strip().partition(":")
+        if sep and not name.startswith("#"):
+            fields[name] = value
+    return fields
+
+
+def usec_per_call(info: dict[str, str], command: str) -> float:
+    """Redis's own time per call of `command`, from INFO commandstats; NaN when not called."""
+    stats = info.get(f"cmdstat_{command}")
+    if stats is None:
+        return math.nan
+    return float(dict(item.split("=", 1) for item in stats.split(","))["usec_per_call"])
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How far one Redis primary goes, from CPU per request in microseconds: app-side
+    (the replicas' and nginx's) and Redis's (its container's: commands, I/O, AOF).
+    Redis runs commands on one thread, so one core's worth of its CPU is its ceiling."""
+
+    app_us: float
+    redis_us: float
+    host_cores: int
+
+    @property
+    def redis_ceiling(self) -> float:
+        """Requests a second one Redis primary serves with a core to itself."""
+        return 1e6 / self.redis_us
+
+    @property
+    def host_rate(self) -> float:
+        """Requests a second one app host (nginx and replicas on every core) serves."""
+        return self.host_cores * 1e6 / self.app_us
+
+    @property
+    def hosts(self) -> float:
+        """App hosts one Redis primary serves before Redis is the limit."""
+        return self.redis_ceiling / self.host_rate
+
+
+@dataclass(frozen=True)
+class RedisMemory:
+    """What the records step reads from Redis: INFO memory and stats, and DBSIZE."""
+
+    used: int  # used_memory, bytes
+    keys: int  # DBSIZE
+    evicted: int  # evicted_keys since Redis started
+    maxmemory: int  # bytes; 0 is no limit
+
+    @classmethod
+    def parse(cls, info: str, dbsize: str) -> RedisMemory:
+        fields = redis_info(info)
+        return cls(
+            used=int(fields["used_memory"]),
+            keys=int(dbsize.strip()),
+            evicted=int(fields["evicted_keys"]),
+            maxmemory=int(fields["maxmemory"]),
+        )
+
+
+@dataclass(frozen=True)
+class Records:
+    """One hold at a steady rate: Redis before it (a fresh stack, no records) and at its
+    end, and the rate the stack answered. Records made in the last `lifetime` seconds are
+    alive at the end, so a hold longer than the records' window measures the window too."""
+
+    before: RedisMemory
+    after: RedisMemory
+    peak_used: int  # the highest used_memory read during the hold
+    rate: float  # answered requests a second
+    seconds: float  # the hold's length
+    errors: int
+
+    @property
+    def records(self) -> int:
+        return self.after.keys - self.before.keys
+
+    @property
+    def bytes_per_record(self) -> float:
+        if self.records <= 0:
+            return math.nan
+        return (self.after.used - self.before.used) / self.records
+
+    @property
+    def lifetime(self) -> float:
+        """Seconds a record lives: the records alive at the end over the rate they were made."""
+        return self.records / self.rate if self.rate else math.nan
+
+    @property
+    def window_reached(self) -> bool:
+        """False while no record had expired yet (a hold shorter than the window): then
+        `lifetime` is the hold's length, a lower bound, and so are the figures from it."""
+        return self.lifetime < 0.9 * self.seconds
+
+    @property
+    def evicted(self) -> int:
+        return self.after.evicted - self.before.evicted
+
+    @property
+    def memory_per_rps(self) -> float:
+        """Bytes of Redis memory each sustained request a second holds."""
+        return self.bytes_per_record * self.lifetime
+
+    @property
+    def eviction_rate(self) -> float:
+        """The sustained rate at which the records fill maxmemory: past it Redis evicts."""
+        if not self.after.maxmemory:
+            return math.inf
+        return (self.after.maxmemory - self.before.used) / self.memory_per_rps
+
+
 def wrk(url: str, connections: int, duration: int) -> WrkRun:
     out = sh("wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url)
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
@@ -134,6 +306,8 @@ class Variant:
         self.project = f"{PROJECT_PREFIX}-{slug}"
         self.port = free_port()
         self.host = ""  # nginx's address on the stack's network, once up() has started it
+        # Each component's containers' CPU time files, once up() has started them.
+        self.cpu_files: dict[str, list[Path]] = {}
         self.files = [arg for f in files for arg in ("-f", f)]
         self.tracing = tracing
         self.env = {
@@ -165,6 +339,37 @@ class Variant:
         nginx = self.compose("ps", "-q", "nginx").strip()
         template = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
         self.host = sh("docker", "inspect", "-f", template, nginx).split()[0]
+        for component in COMPONENTS:
+            files = []
+            for container in self.compose("ps", "-q", component).split():
+                pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", container).strip()
+                found = cgroup_cpu_file(Path(f"/proc/{pid}/cgroup").read_text())
+                if found is not None and found.is_file():
+                    files.append(found)
+            self.cpu_files[component] = files
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds each component's containers have used so far; a component whose
+        cgroup files this host does not show is left out."""
+        return {
+            component: sum(cpu_seconds(f.read_text()) for f in files)
+            for component, files in self.cpu_files.items()
+            if files
+        }
+
+    def redis_memory(self) -> RedisMemory:
+        return RedisMemory.parse(
+            self.redis_cli("INFO", "memory", "stats"), self.redis_cli("DBSIZE")
+        )
+
+    def redis_cli(self, *command: str) -> str:
+        """A command to the stack's Redis as its read-only statistics user (the exporter's)."""
+        login = 'REDISCLI_AUTH="$(cat /run/secrets/redis_exporter_password)"'
+        return self.compose(
+            "exec", "-T", "redis", "sh", "-c",
+            f'{login} exec redis-cli --user exporter --no-auth-warning "$@"', "redis-cli",
+            *command,
+        )  # fmt: skip
 
     @property
     def url(self) -> str:
@@ -213,6 +418,10 @@ class Measured:
     fixed: list[openloop.OpenLoopRun]
     check: str
     rss: list[float]
+    # CPU microseconds per request of each component, at each connection count.
+    cpu: dict[int, dict[str, float]]
+    # Redis's own time per call of the exactly-once script (NaN for a plain INCR).
+    evalsha_us: float
 
     def rps(self, connections: int) -> float:
         return statistics.median(r.rps for r in self.closed[connections])
@@ -238,6 +447,7 @@ def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
             start[variant] = read_count(variant.url, retry_for=READ_RETRY)
             variant.frozen(True)
         closed: dict[Variant, dict[int, list[WrkRun]]] = {v: {} for v in variants}
+        cpu: dict[Variant, dict[int, dict[str, float]]] = {v: {} for v in variants}
         fixed: dict[Variant, list[openloop.OpenLoopRun]] = {v: [] for v in variants}
         unmeasured = dict.fromkeys(variants, 0)
         for connections in CONNECTIONS:
@@ -246,9 +456,12 @@ def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
                     variant.frozen(False)
                     # Unmeasured: the timers that came due during the pause fire now.
                     unmeasured[variant] += wrk(f"{variant.url}/count", connections, 2).requests
-                    closed[variant].setdefault(connections, []).append(
-                        wrk(f"{variant.url}/count", connections, SECONDS)
-                    )
+                    before = variant.cpu()
+                    run = wrk(f"{variant.url}/count", connections, SECONDS)
+                    used = cpu[variant].setdefault(connections, {})
+                    for component, spent in variant.cpu().items():
+                        used[component] = used.get(component, 0.0) + spent - before[component]
+                    closed[variant].setdefault(connections, []).append(run)
                     variant.frozen(True)
         # At least 1 req/s: a short run on a saturated machine may see the pace serve nothing.
         rate = max(
@@ -277,7 +490,18 @@ def measure(variants: list[Variant], pace: Variant) -> dict[Variant, Measured]:
             delta = read_count(variant.url, retry_for=READ_RETRY) - start[variant] - 1
             exact = completed <= delta <= completed + in_flight_bound
             check = f"{'ok' if exact else 'MISMATCH'} ({delta - completed:+d})"
-            results[variant] = Measured(closed[variant], fixed[variant], check, variant.rss_mib())
+            per_request = {}
+            for connections, used in cpu[variant].items():
+                served = sum(r.requests for r in closed[variant][connections])
+                per_request[connections] = {
+                    component: spent * 1e6 / served if served else math.nan
+                    for component, spent in used.items()
+                }
+            stats = redis_info(variant.redis_cli("INFO", "commandstats"))
+            results[variant] = Measured(
+                closed[variant], fixed[variant], check, variant.rss_mib(), per_request,
+                usec_per_call(stats, "evalsha"),
+            )  # fmt: skip
         return results
     finally:
         for variant in variants:
@@ -320,6 +544,132 @@ def soak(seconds: int) -> None:
     print(text)
 
 
+def cpu_table(variants: list[Variant], results: dict[Variant, Measured]) -> list[str]:
+    """CPU per request by component, from each container's cgroup over the measured runs."""
+    lines = [
+        "CPU per request (µs, each component's containers together, over the measured runs;"
+        " wrk's own CPU is in none of them):",
+        "",
+        "| variant | conns | replicas | nginx | Redis | all three |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for variant in variants:
+        for connections, used in results[variant].cpu.items():
+            cells = [f"{used[c]:.0f}" if c in used else "n/a" for c in COMPONENTS]
+            total = f"{sum(used.values()):.0f}" if len(used) == len(COMPONENTS) else "n/a"
+            lines.append(f"| {variant.name} | {connections} | {' | '.join(cells)} | {total} |")
+    return lines
+
+
+def capacity_model(tally: Measured) -> list[str]:
+    """The capacity model docs/PERFORMANCE.md explains, from tally's figures in this run."""
+    cores = os.cpu_count() or 1
+    lines = [
+        'Capacity model (docs/PERFORMANCE.md, "Capacity"), from tally\'s rows above; an app'
+        f" host is one like this one ({cores} cores, nginx and replicas on all of them):",
+        "",
+        f"- Redis's own time per exactly-once script call (INFO commandstats, evalsha):"
+        f" {tally.evalsha_us:.1f} µs, so at most {1e6 / tally.evalsha_us:,.0f}"
+        " calls a second on one core if all else (network, parsing, AOF) were free",
+    ]
+    for connections, used in tally.cpu.items():
+        if len(used) < len(COMPONENTS):
+            lines.append(f"- at {connections} connections: no cgroup CPU figures on this host")
+            continue
+        model = Capacity(used["app"] + used["nginx"], used["redis"], cores)
+        lines.append(
+            f"- at {connections} connections: app side {model.app_us:.0f} µs a request"
+            f" (replicas {used['app']:.0f}, nginx {used['nginx']:.0f}), Redis"
+            f" {model.redis_us:.0f} µs; one Redis primary: {model.redis_ceiling:,.0f} req/s;"
+            f" one app host: {model.host_rate:,.0f} req/s; app hosts per Redis primary:"
+            f" {model.hosts:.1f}"
+        )
+    return lines
+
+
+def hold(variant: Variant, rate: float, seconds: int, keyed: bool) -> Records:
+    """`rate` requests a second at `variant` for `seconds` (open loop), Redis read before,
+    every RECORDS_SAMPLE seconds, and at the end."""
+    before = variant.redis_memory()
+    peak = before.used
+    start = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        offered = pool.submit(
+            openloop.offer, variant.host, NGINX_PORT, "/count", rate, seconds, keyed
+        )
+        while True:
+            try:
+                run = offered.result(timeout=RECORDS_SAMPLE)
+                break
+            except TimeoutError:
+                peak = max(peak, variant.redis_memory().used)
+    elapsed = time.monotonic() - start
+    after = variant.redis_memory()
+    return Records(before, after, max(peak, after.used), run.ok / elapsed, elapsed, run.errors)
+
+
+def records(seconds: int, rate: float | None) -> None:
+    """Each kind of traffic held at `rate` (else the bench's peak: wrk's best on a stack of
+    its own) on a fresh stack; bench/results/records.md."""
+    source = "RECORDS_RATE"
+    if rate is None:
+        probe = Variant("tally", "records-peak", ["compose.yaml"], True)
+        try:
+            probe.up()
+            wrk(f"{probe.url}/count", 32, 3)  # warm up pools and caches
+            rate = max(wrk(f"{probe.url}/count", c, SECONDS).rps for c in CONNECTIONS)
+        finally:
+            probe.down()
+        source = f"the peak of wrk at {' and '.join(map(str, CONNECTIONS))} connections"
+    held = {}
+    for kind in RECORD_KINDS:
+        variant = Variant(f"tally, {kind}", f"records-{kind}", ["compose.yaml"], True)
+        try:
+            variant.up()
+            held[kind] = hold(variant, rate, seconds, keyed=kind == "keyed")
+        finally:
+            variant.down()
+    text = "\n".join(records_report(held, rate, source, seconds)) + "\n"
+    RECORDS_RESULTS.write_text(text)
+    print(text)
+
+
+def records_report(held: dict[str, Records], rate: float, source: str, seconds: int) -> list[str]:
+    maxmemory = next(iter(held.values())).after.maxmemory
+    lines = [
+        f"Records {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: tally as shipped, GET"
+        f" /count through nginx, an open loop offering {rate:,.0f} req/s ({source}) for"
+        f" {seconds} s per kind of traffic, each on a fresh stack; Redis read before and"
+        f" after (INFO memory, INFO stats, DBSIZE); maxmemory {maxmemory / 2**20:,.0f} MiB"
+        " (ops/redis/redis.conf). keyless: nginx makes up each request's id; keyed: each"
+        " request carries an Idempotency-Key of its own.",
+        "",
+        "| traffic | answered req/s | errors | records at the end | used_memory before / end"
+        " / peak (MiB) | bytes per record | record lifetime (s) | memory per sustained req/s"
+        " | evicted keys | maxmemory evicts from (req/s) |",
+        "|" + " --- |" * 10,
+    ]
+    for kind, hold in held.items():
+        bound = "" if hold.window_reached else "≥ "
+        used = (hold.before.used, hold.after.used, hold.peak_used)
+        lines.append(
+            f"| {kind} | {hold.rate:,.0f} | {hold.errors} | {hold.records:,}"
+            f" | {' / '.join(f'{u / 2**20:,.1f}' for u in used)} | {hold.bytes_per_record:.0f}"
+            f" | {bound}{hold.lifetime:,.1f} | {bound}{hold.memory_per_rps / 1024:,.1f} KiB"
+            f" | {hold.evicted} | {'≤ ' if bound else ''}{hold.eviction_rate:,.0f} |"
+        )
+    lines.append("")
+    for kind, hold in held.items():
+        verdict = f"yes, {hold.evicted:,} keys" if hold.evicted else "no"
+        lines.append(f"- {kind}: did Redis evict at {hold.rate:,.0f} req/s? {verdict}")
+        if not hold.window_reached:
+            lines.append(
+                f"- {kind}: no record expired within the {hold.seconds:.0f} s hold, so its"
+                " lifetime and memory per req/s are lower bounds (hold longer than the window)"
+            )
+    return lines
+
+
 def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing (make bench installs Debian's wrk)")
@@ -328,6 +678,15 @@ def main() -> None:
         if seconds < 120:  # the growth compares samples 2-4 with the last three
             sys.exit(f"bench: SOAK_SECONDS must be at least 120, got {seconds}")
         soak(seconds)
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--records":
+        hold_for = os.environ.get("RECORDS_SECONDS", "600")
+        offered = os.environ.get("RECORDS_RATE", "")
+        if not hold_for.isdigit() or int(hold_for) < 1:
+            sys.exit(f"bench: RECORDS_SECONDS must be a whole number of seconds, got {hold_for!r}")
+        if offered and (not re.fullmatch(r"\d+(\.\d+)?", offered) or float(offered) <= 0):
+            sys.exit(f"bench: RECORDS_RATE must be requests a second above 0, got {offered!r}")
+        records(int(hold_for), float(offered) if offered else None)
         return
     tally = Variant(
         f"tally (metrics, tracing {SAMPLE_RATIO:.0%}, JSON logs, exactly-once)",
@@ -374,6 +733,21 @@ def main() -> None:
             ["compose.yaml", "bench/compose.flask.yaml"],
             False,
         ),
+        Variant(
+            "FastAPI on uvicorn (uvloop, httptools), plain INCR",
+            "fastapi",
+            ["compose.yaml", FASTAPI],
+            False,
+        ),
+        # tally's image as measured in the first row, served by uvicorn: after that row in
+        # this list, since its image is built FROM the one that row's up() builds.
+        Variant(
+            "tally on uvicorn (tally's image, everything on; not a supported way to run it)",
+            "uvicorn",
+            ["compose.yaml", UVICORN],
+            True,
+            {"BENCH_APP_IMAGE": APP_IMAGE},
+        ),
         # Controls for the open loop: the same two stacks without health probes.
         Variant(
             "tally, no health probes (control)",
@@ -390,7 +764,7 @@ def main() -> None:
             probes=False,
         ),
     ]
-    _, lean, ha, bare_once, bare, flask, tally_noprobes, flask_noprobes = variants
+    _, lean, ha, bare_once, bare, flask, fastapi, uvicorn, tally_noprobes, flask_noprobes = variants
     results = measure(variants, pace=flask)
     rate = results[flask].fixed[0].rate
     header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
@@ -416,11 +790,9 @@ def main() -> None:
             str(sum(r.errors for r in fixed)), measured.check, rss,
         ])  # fmt: skip
 
-    def ratio(a: Variant, b: Variant, connections: int, of: int | None = None) -> str:
-        """a's req/s over b's (at `of` connections for b, when given); n/a when b served
-        nothing (a short run on a saturated machine)."""
-        below = results[b].rps(of or connections)
-        return f"{results[a].rps(connections) / below:.2f}" if below else "n/a"
+    def rps_ratio(a: Variant, b: Variant, connections: int, of: int | None = None) -> str:
+        """a's req/s over b's (at `of` connections for b, when given)."""
+        return ratio(results[a].rps(connections), results[b].rps(of or connections))
 
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: GET /count through nginx,"
@@ -433,12 +805,14 @@ def main() -> None:
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
         *(
-            f"- at {c} connections: tally / Flask {ratio(tally, flask, c)},"
-            f" tally / bare plain INCR {ratio(tally, bare, c)},"
-            f" tally / bare exactly-once {ratio(tally, bare_once, c)},"
-            f" tally-lean / bare plain INCR {ratio(lean, bare, c)},"
-            f" bare plain INCR / Flask {ratio(bare, flask, c)},"
-            f" tally-ha / tally {ratio(ha, tally, c)}"
+            f"- at {c} connections: tally / Flask {rps_ratio(tally, flask, c)},"
+            f" tally / FastAPI {rps_ratio(tally, fastapi, c)},"
+            f" tally / tally-on-uvicorn {rps_ratio(tally, uvicorn, c)},"
+            f" tally / bare plain INCR {rps_ratio(tally, bare, c)},"
+            f" tally / bare exactly-once {rps_ratio(tally, bare_once, c)},"
+            f" tally-lean / bare plain INCR {rps_ratio(lean, bare, c)},"
+            f" bare plain INCR / Flask {rps_ratio(bare, flask, c)},"
+            f" tally-ha / tally {rps_ratio(ha, tally, c)}"
             for c in CONNECTIONS
         ),
         f"- p99 at {rate:,.0f} req/s (open loop): tally"
@@ -446,7 +820,11 @@ def main() -> None:
         f" {results[flask].p99_at_fixed_load() * 1000:.1f} ms; without health probes:"
         f" tally {results[tally_noprobes].p99_at_fixed_load() * 1000:.1f} ms, Flask"
         f" {results[flask_noprobes].p99_at_fixed_load() * 1000:.1f} ms",
-        f"- tally at 128 / at 32 connections: {ratio(tally, tally, 128, of=32)}",
+        f"- tally at 128 / at 32 connections: {rps_ratio(tally, tally, 128, of=32)}",
+        "",
+        *cpu_table([v for v in variants if v.probes], results),
+        "",
+        *capacity_model(results[tally]),
     ]
     text = "\n".join(lines) + "\n"
     RESULTS.write_text(text)

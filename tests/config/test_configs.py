@@ -3,10 +3,12 @@ and override, and `nginx -t` in the pinned nginx image."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
-from bench.run import NO_PROBES, SERVICES
+from bench.run import APP_IMAGE, FASTAPI, NO_PROBES, SERVICES, UVICORN
 from tests.support import ROOT, run
 
 
@@ -47,3 +49,30 @@ def test_the_open_loops_control_runs_without_any_probe() -> None:
         assert service["healthcheck"].get("disable") is True, name
         for needed, wait in service.get("depends_on", {}).items():
             assert wait["condition"] != "service_healthy", (name, needed)
+
+
+def test_the_fastapi_rows_override_is_valid() -> None:
+    run("docker", "compose", "-f", "compose.yaml", "-f", FASTAPI, "config", "-q")
+
+
+def test_tally_on_uvicorn_is_tallys_own_app_on_the_image_the_bench_measures() -> None:
+    """bench/compose.uvicorn.yaml builds FROM the app image bench/run.py measures (which it
+    must be told) and serves the ASGI app `python -m service` would, with uvicorn."""
+    without = {name: value for name, value in os.environ.items() if name != "BENCH_APP_IMAGE"}
+    unset = run(
+        "docker", "compose", "-f", "compose.yaml", "-f", UVICORN, "config", "-q",
+        check=False, env=without,
+    )  # fmt: skip
+    assert unset.returncode != 0
+    assert "BENCH_APP_IMAGE" in unset.stderr
+    env = {**os.environ, "BENCH_APP_IMAGE": APP_IMAGE}
+    config = yaml.safe_load(
+        run(
+            "docker", "compose", "-f", "compose.yaml", "-f", UVICORN, "config", "app", env=env
+        ).stdout
+    )
+    app = config["services"]["app"]
+    assert app["build"]["args"]["TALLY_APP_IMAGE"] == APP_IMAGE
+    assert app["command"][:2] == ["uvicorn", "service.asgi:app"]
+    dockerfile = (ROOT / app["build"]["context"] / "Dockerfile").read_text()
+    assert "FROM ${TALLY_APP_IMAGE}" in dockerfile
