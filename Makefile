@@ -29,7 +29,7 @@ ifdef REGISTRY
 export TALLY_IMAGE := $(REGISTRY)/tally-app
 endif
 
-.PHONY: help install test test-fast test-unit test-integration test-stack test-static test-config test-load test-faults test-browser screenshots install-browser reliability bench soak lint format docs dashboards slo load up down logs ps \
+.PHONY: help install test test-fast test-unit test-integration test-stack test-static test-config test-load test-faults test-browser screenshots install-browser reliability bench bench-records soak lint format docs dashboards slo load up down logs ps \
 	test-swarm swarm-stack swarm-secrets swarm-up swarm-down push backup restore
 
 help: ## list the targets
@@ -109,9 +109,14 @@ load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); re
 		-u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) --host $(LOAD_HOST) \
 		--html $(REPORTS)/report.html --csv $(REPORTS)/stats
 
-bench: install ## tally vs bare Quart and Flask baselines under wrk; writes bench/results/latest.md
+bench: install ## tally vs bare Quart, Flask and FastAPI under wrk, then bench-records; bench/results/
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(UV) run --frozen python bench/run.py
+	$(UV) run --frozen python bench/run.py --records
+
+bench-records: install ## Redis memory of exactly-once records at the peak rate (RECORDS_SECONDS, 600); bench/results/records.md
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(UV) run --frozen python bench/run.py --records
 
 soak: install ## tally under load for SOAK_SECONDS (300): RSS growth per replica; bench/results/soak.md
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
