@@ -44,6 +44,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "latest.md"
@@ -60,6 +61,12 @@ FASTAPI = "bench/compose.fastapi.yaml"
 UVICORN = "bench/compose.uvicorn.yaml"
 # The components whose CPU per request the results break down, by compose service.
 COMPONENTS = ("app", "nginx", "redis")
+# The targets each run states the status of (docs/PERFORMANCE.md, "Targets"): tally's
+# req/s over Flask's and over FastAPI's at least these, at each connection count; its p99 at
+# the fixed load no higher than Flask's; each replica's RSS at most MAX_RSS_MIB.
+MIN_OVER_FLASK = 1.25
+MIN_OVER_FASTAPI = 0.65
+MAX_RSS_MIB = 80.0
 # Where the cgroup file systems are mounted (cgroup v1 hierarchies, or v2's unified one).
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # compose.ha.yaml: a primary, two replicas, three Sentinels; WAIT 1 after each increment.
@@ -661,7 +668,8 @@ def records_report(held: dict[str, Records], rate: float, source: str, seconds: 
     lines.append("")
     for kind, hold in held.items():
         verdict = f"yes, {hold.evicted:,} keys" if hold.evicted else "no"
-        lines.append(f"- {kind}: did Redis evict at {hold.rate:,.0f} req/s? {verdict}")
+        target = f" (target: none evicted, {met(not hold.evicted)})" if kind == "keyless" else ""
+        lines.append(f"- {kind}: did Redis evict at {hold.rate:,.0f} req/s? {verdict}{target}")
         if not hold.window_reached:
             lines.append(
                 f"- {kind}: no record expired within the {hold.seconds:.0f} s hold, so its"
@@ -670,31 +678,29 @@ def records_report(held: dict[str, Records], rate: float, source: str, seconds: 
     return lines
 
 
-def main() -> None:
-    if shutil.which("wrk") is None:
-        sys.exit("bench: wrk is missing (make bench installs Debian's wrk)")
-    if len(sys.argv) > 1 and sys.argv[1] == "--soak":
-        seconds = int(os.environ.get("SOAK_SECONDS", "300"))
-        if seconds < 120:  # the growth compares samples 2-4 with the last three
-            sys.exit(f"bench: SOAK_SECONDS must be at least 120, got {seconds}")
-        soak(seconds)
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "--records":
-        hold_for = os.environ.get("RECORDS_SECONDS", "600")
-        offered = os.environ.get("RECORDS_RATE", "")
-        if not hold_for.isdigit() or int(hold_for) < 1:
-            sys.exit(f"bench: RECORDS_SECONDS must be a whole number of seconds, got {hold_for!r}")
-        if offered and (not re.fullmatch(r"\d+(\.\d+)?", offered) or float(offered) <= 0):
-            sys.exit(f"bench: RECORDS_RATE must be requests a second above 0, got {offered!r}")
-        records(int(hold_for), float(offered) if offered else None)
-        return
+class Lineup(NamedTuple):
+    """The variants of one run, in their turn order."""
+
+    tally: Variant
+    lean: Variant
+    ha: Variant
+    bare_once: Variant
+    bare: Variant
+    flask: Variant
+    fastapi: Variant
+    uvicorn: Variant
+    tally_noprobes: Variant
+    flask_noprobes: Variant
+
+
+def lineup() -> Lineup:
     tally = Variant(
         f"tally (metrics, tracing {SAMPLE_RATIO:.0%}, JSON logs, exactly-once)",
         "tally",
         ["compose.yaml"],
         True,
     )
-    variants = [
+    return Lineup(
         tally,
         # tally with its two per-request costs off: what is left is the rest of the
         # instrumentation (middleware, metrics, request ids, content negotiation).
@@ -763,9 +769,14 @@ def main() -> None:
             False,
             probes=False,
         ),
-    ]
-    _, lean, ha, bare_once, bare, flask, fastapi, uvicorn, tally_noprobes, flask_noprobes = variants
-    results = measure(variants, pace=flask)
+    )
+
+
+def report(variants: Lineup, results: dict[Variant, Measured]) -> str:
+    """The results file: the table, the ratios, CPU per request and the capacity model."""
+    tally, lean, ha, bare_once, bare, flask, fastapi, uvicorn, tally_noprobes, flask_noprobes = (
+        variants
+    )
     rate = results[flask].fixed[0].rate
     header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
               "RSS per replica (MiB)"]  # fmt: skip
@@ -822,11 +833,70 @@ def main() -> None:
         f" {results[flask_noprobes].p99_at_fixed_load() * 1000:.1f} ms",
         f"- tally at 128 / at 32 connections: {rps_ratio(tally, tally, 128, of=32)}",
         "",
+        *targets(variants, results),
+        "",
         *cpu_table([v for v in variants if v.probes], results),
         "",
         *capacity_model(results[tally]),
     ]
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def targets(variants: Lineup, results: dict[Variant, Measured]) -> list[str]:
+    """Each target's status in this run; a missed one's reason is for the reader to find."""
+    tally, flask, fastapi = (
+        results[variants.tally],
+        results[variants.flask],
+        results[variants.fastapi],
+    )
+    lines = ["| target | status in this run |", "| --- | --- |"]
+    for name, other, floor in (
+        ("Flask", flask, MIN_OVER_FLASK),
+        ("FastAPI", fastapi, MIN_OVER_FASTAPI),
+    ):
+        ratios = [tally.rps(c) / other.rps(c) if other.rps(c) else math.nan for c in CONNECTIONS]
+        figures = " and ".join(f"{r:.2f}" for r in ratios)
+        lines.append(
+            f"| tally / {name} >= {floor} at {' and '.join(map(str, CONNECTIONS))} connections"
+            f" | {met(all(r >= floor for r in ratios))}: {figures} |"
+        )
+    p99, flask_p99 = tally.p99_at_fixed_load(), flask.p99_at_fixed_load()
+    lines.append(
+        f"| tally's p99 at the fixed load <= Flask's | {met(p99 <= flask_p99)}:"
+        f" {p99 * 1000:.1f} ms against {flask_p99 * 1000:.1f} ms |"
+    )
+    rss = tally.rss
+    lines.append(
+        f"| RSS per replica of tally <= {MAX_RSS_MIB:.0f} MiB, after the runs"
+        f" | {met(max(rss) <= MAX_RSS_MIB)}: {', '.join(f'{m:.0f}' for m in rss)} MiB |"
+    )
+    return lines
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is missing (make bench installs Debian's wrk)")
+    if len(sys.argv) > 1 and sys.argv[1] == "--soak":
+        seconds = int(os.environ.get("SOAK_SECONDS", "300"))
+        if seconds < 120:  # the growth compares samples 2-4 with the last three
+            sys.exit(f"bench: SOAK_SECONDS must be at least 120, got {seconds}")
+        soak(seconds)
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--records":
+        hold_for = os.environ.get("RECORDS_SECONDS", "600")
+        offered = os.environ.get("RECORDS_RATE", "")
+        if not hold_for.isdigit() or int(hold_for) < 1:
+            sys.exit(f"bench: RECORDS_SECONDS must be a whole number of seconds, got {hold_for!r}")
+        if offered and (not re.fullmatch(r"\d+(\.\d+)?", offered) or float(offered) <= 0):
+            sys.exit(f"bench: RECORDS_RATE must be requests a second above 0, got {offered!r}")
+        records(int(hold_for), float(offered) if offered else None)
+        return
+    variants = lineup()
+    text = report(variants, measure(list(variants), pace=variants.flask))
     RESULTS.write_text(text)
     print(text)
 

@@ -4,19 +4,25 @@ files, Redis's INFO, the records step's figures, the capacity model and the rati
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
 
-from bench.openloop import request_bytes
+from bench.openloop import OpenLoopRun, request_bytes
 from bench.run import (
+    CONNECTIONS,
     Capacity,
+    Measured,
     Records,
     RedisMemory,
+    WrkRun,
     cgroup_cpu_file,
     cpu_seconds,
+    lineup,
     ratio,
     redis_info,
+    report,
     usec_per_call,
 )
 
@@ -143,3 +149,35 @@ def test_keyed_requests_carry_an_idempotency_key() -> None:
     keyed = request_bytes("nginx", "/count", "k-1")
     assert plain == b"GET /count HTTP/1.1\r\nHost: nginx\r\nAccept: application/json\r\n\r\n"
     assert keyed == plain[:-2] + b"Idempotency-Key: k-1\r\n\r\n"
+
+
+def measured(rps: float, p99: float, cpu: dict[str, float], rss: float = 60.0) -> Measured:
+    closed = {c: [WrkRun(int(rps * 10), rps, 0.005, p99, 0)] for c in CONNECTIONS}
+    fixed = [OpenLoopRun(rate=1000.0, sent=10, latencies=[0.001] * 9 + [p99])]
+    return Measured(closed, fixed, "ok (+0)", [rss] * 3, {c: cpu for c in CONNECTIONS}, 6.5)
+
+
+def test_the_report_prints_the_ratios_targets_and_capacity_model() -> None:
+    variants = lineup()
+    cpu = {"app": 300.0, "nginx": 100.0, "redis": 20.0}
+    results = {variant: measured(2000.0, 0.030, cpu) for variant in variants}
+    results[variants.tally] = measured(2600.0, 0.020, cpu, rss=82.0)
+    results[variants.fastapi] = measured(4000.0, 0.010, {"app": 100.0})  # no cgroup for two
+    text = report(variants, results)
+    for connections in CONNECTIONS:
+        assert (
+            f"- at {connections} connections: tally / Flask 1.30, tally / FastAPI 0.65,"
+            " tally / tally-on-uvicorn 1.30," in text
+        )
+    assert "| tally / Flask >= 1.25 at 32 and 128 connections | met: 1.30 and 1.30 |" in text
+    assert "| tally / FastAPI >= 0.65 at 32 and 128 connections | met: 0.65 and 0.65 |" in text
+    assert "| tally's p99 at the fixed load <= Flask's | met: 20.0 ms against 30.0 ms |" in text
+    assert (
+        "| RSS per replica of tally <= 80 MiB, after the runs | **missed**: 82, 82, 82 MiB |"
+        in text
+    )
+    assert f"| {variants.fastapi.name} | 32 | 100 | n/a | n/a | n/a |" in text
+    assert f"| {variants.tally.name} | 128 | 300 | 100 | 20 | 420 |" in text
+    # 400 µs app-side, 20 µs Redis: 50,000 req/s a primary, 2,500 a core of app host.
+    assert "one Redis primary: 50,000 req/s" in text
+    assert f"app hosts per Redis primary: {50_000 / (2_500 * (os.cpu_count() or 1)):.1f}" in text
