@@ -586,7 +586,7 @@ def capacity_model(tally: Measured) -> list[str]:
         " calls a second on one core if all else (network, parsing, AOF) were free",
     ]
     for connections, used in tally.cpu.items():
-        if len(used) < len(COMPONENTS):
+        if len(used) < len(COMPONENTS) or min(used.values()) <= 0:
             lines.append(f"- at {connections} connections: no cgroup CPU figures on this host")
             continue
         model = Capacity(used["app"] + used["nginx"], used["redis"], cores)
