@@ -1,0 +1,228 @@
+"""`make deploy`: replace every app replica with the current image, one at a time, with
+no failed request (README, "Operating tally").
+
+Each round: `docker compose up -d --no-deps --no-recreate --scale app=N+1 app` starts one
+replica of the new image beside the old ones; it must turn healthy (the image's
+HEALTHCHECK) and then answer a request sent through nginx (so nginx has resolved it and
+sends it traffic). Then one old replica is drained (SIGUSR1, service/drain.py) and, once it
+says it is drained, stopped and removed. After N rounds the N replicas all run the new image,
+whether or not the image changed. A new replica that exits or never turns healthy is
+removed, the old ones keep serving, and the deploy stops with one line and exit 1.
+
+Why a drain, and why this one. nginx resolves `app` through Docker's DNS every 2 s, and
+Docker's DNS on Compose lists a container until it stops or leaves the network, healthy or
+not: readiness alone takes nothing out of nginx's rotation. Three ways were weighed:
+- `docker network disconnect` the old replica: it leaves the DNS answer, but its address
+  goes silent at once, so what it holds is cut, and nginx, until it re-resolves, waits out
+  its 1 s connect timeout on it; a retry after nginx has re-resolved in the meantime is
+  nginx's own 502 (tests/faults/test_faults.py saw exactly that when a replica is killed).
+- a network alias nginx resolves and the deploy moves: Docker changes a container's aliases
+  only by disconnecting it, which is the first way again.
+- a drain in the app (chosen): the replica closes its listening socket and its idle
+  keep-alive connections and finishes what it holds. nginx's next connect to it is refused at
+  once (an `error` it retries on another replica within the same request, GET being
+  idempotent and the request id making it exactly once) and two refusals bench it for 3 s
+  (`max_fails=2 fail_timeout=3s`). Its address keeps answering (refusing) while nginx still
+  lists it, instead of going silent; it goes quiet only when the drained, idle container is
+  stopped, and the deploy first sends requests through nginx so that the old replica is
+  freshly benched for the 2 s nginx needs to re-resolve `app` without it.
+
+Uses only `docker compose` and `docker inspect`/`kill`/`stop`/`rm` on this project's app
+containers. The compose project is the caller's: COMPOSE_FILE, COMPOSE_PROJECT_NAME and
+TALLY_VERSION reach compose through the environment. Prints no secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+SERVICE = "app"
+# The file a drained replica writes (service/drain.py: tempfile's /tmp, a tmpfs here).
+DRAINED = "/tmp/tally-drained"  # noqa: S108
+# How long a new replica may take to turn healthy: the image's start period is 60 s.
+HEALTHY_WITHIN = float(os.environ.get("DEPLOY_HEALTHY_WITHIN", "120"))
+# How long nginx may take to send a new replica its first request (it re-resolves every 2 s).
+ROUTED_WITHIN = 60.0
+# A drain lasts at most GRACEFUL_TIMEOUT (10 s by default); docker stop's own grace is longer.
+DRAINED_WITHIN = 60.0
+POLL = 0.5
+
+
+class DeployError(Exception):
+    """Stops the deploy; its message is the one line the user sees."""
+
+
+def run(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(  # noqa: S603 (fixed commands, no shell)
+        args, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise DeployError(f"{' '.join(args[:4])} ... failed: {result.stderr.strip()[-300:]}")
+    return result
+
+
+def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run("docker", "compose", *args, check=check)
+
+
+def log(message: str) -> None:
+    print(f"deploy: {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class Replica:
+    id: str
+    name: str
+    hostname: str  # its X-Served-By (REPLICA_ID defaults to the container's hostname)
+    image: str  # the image id it runs
+
+
+def replicas() -> list[Replica]:
+    """The service's containers that are running, oldest first."""
+    ids = compose("ps", "-q", SERVICE).stdout.split()
+    if not ids:
+        return []
+    found = json.loads(run("docker", "inspect", *ids).stdout)
+    found.sort(key=lambda c: c["Created"])
+    return [
+        Replica(c["Id"], c["Name"].lstrip("/"), c["Config"]["Hostname"], c["Image"])
+        for c in found
+        if c["State"]["Running"]
+    ]
+
+
+def image_id(reference: str) -> str:
+    return str(run("docker", "image", "inspect", "-f", "{{.Id}}", reference).stdout.strip())
+
+
+def app_image() -> str:
+    config = json.loads(compose("config", "--format", "json").stdout)
+    return str(config["services"][SERVICE]["image"])
+
+
+def remove(replica_id: str) -> None:
+    run("docker", "stop", "-t", "15", replica_id, check=False)
+    run("docker", "rm", "-f", replica_id, check=False)
+
+
+def wait_healthy(replica: Replica, image: str) -> None:
+    """Until the new replica is healthy; a DeployError when it exits, restarts or runs out
+    of time (the caller removes it)."""
+    deadline = time.monotonic() + HEALTHY_WITHIN
+    while True:
+        state = json.loads(run("docker", "inspect", "-f", "{{json .State}}", replica.id).stdout)
+        health = (state.get("Health") or {}).get("Status", "")
+        if health == "healthy":
+            return
+        exited = not state["Running"] or state.get("Restarting") or state.get("ExitCode")
+        if exited or health == "unhealthy":
+            why = f"exited with code {state['ExitCode']}" if exited else "turned unhealthy"
+            raise DeployError(f"{replica.name} ({image}) {why}{last_words(replica.id)}")
+        if time.monotonic() > deadline:
+            raise DeployError(
+                f"{replica.name} ({image}) was not healthy within {HEALTHY_WITHIN:.0f} s"
+            )
+        time.sleep(POLL)
+
+
+def last_words(container: str) -> str:
+    """The last line the container wrote to stderr (the app's configuration error names
+    the variable, never its secret value), to say why it stopped."""
+    lines = run("docker", "logs", "--tail", "5", container, check=False).stderr.strip()
+    return f": {lines.splitlines()[-1][:200]}" if lines else ""
+
+
+def through_nginx(requests: int) -> set[str]:
+    """Who answered `requests` GET /healthz sent through nginx from inside its container."""
+    loop = (
+        f"for i in $(seq {requests}); do "
+        "curl -s -o /dev/null -D - http://127.0.0.1:80/healthz; done"
+    )
+    out = compose("exec", "-T", "nginx", "sh", "-c", loop, check=False).stdout
+    return {
+        line.split(":", 1)[1].strip()
+        for line in out.splitlines()
+        if line.lower().startswith("x-served-by:")
+    }
+
+
+def wait_routed(replica: Replica, count: int) -> None:
+    deadline = time.monotonic() + ROUTED_WITHIN
+    while replica.hostname not in through_nginx(2 * count):
+        if time.monotonic() > deadline:
+            raise DeployError(f"nginx sent {replica.name} no request within {ROUTED_WITHIN:.0f} s")
+        time.sleep(POLL)
+
+
+def drain(replica: Replica, count: int) -> None:
+    """Drain the old replica, wait until it holds nothing, bench it in nginx, stop it."""
+    run("docker", "kill", "--signal", "USR1", replica.id)
+    deadline = time.monotonic() + DRAINED_WITHIN
+    while run("docker", "exec", replica.id, "test", "-e", DRAINED, check=False).returncode:
+        if not json.loads(run("docker", "inspect", replica.id).stdout)[0]["State"]["Running"]:
+            break
+        if time.monotonic() > deadline:
+            log(f"{replica.name} still drains after {DRAINED_WITHIN:.0f} s; stopping it")
+            break
+        time.sleep(POLL)
+    # Requests through nginx, some of which it tries on the drained replica, refused: that
+    # benches it for 3 s, longer than nginx needs to re-resolve `app` once it is gone.
+    through_nginx(2 * count)
+    remove(replica.id)
+
+
+def deploy() -> None:
+    started = time.monotonic()
+    image = app_image()
+    log(f"building {image}")
+    compose("build", SERVICE)
+    new_image = image_id(image)
+    old = replicas()
+    if not old:
+        raise DeployError(f"no {SERVICE} replica is running: start the stack first")
+    count = len(old)
+    log(f"replacing {count} replicas with {image}, one at a time")
+    for replica in old:
+        before = {r.id for r in replicas()}
+        compose(
+            "up", "-d", "--no-deps", "--no-recreate", "--scale", f"{SERVICE}={count + 1}", SERVICE
+        )
+        started_now = [r for r in replicas() if r.id not in before]
+        if len(started_now) != 1:
+            raise DeployError(f"compose started {len(started_now)} new {SERVICE} replicas, not 1")
+        [new] = started_now
+        try:
+            wait_healthy(new, image)
+            wait_routed(new, count + 1)
+        except DeployError as exc:
+            remove(new.id)
+            raise DeployError(f"{exc}; removed it, the old replicas keep serving") from None
+        drain(replica, count + 1)
+        log(f"{new.name} serves, {replica.name} drained and removed")
+    left = replicas()
+    stale = [r.name for r in left if r.image != new_image]
+    if len(left) != count or stale:
+        raise DeployError(f"ended with {len(left)} replicas, not on {image}: {stale}")
+    log(f"{count} replicas on {image} in {time.monotonic() - started:.1f} s")
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv:
+        print("usage: ops/deploy.py (TALLY_VERSION, COMPOSE_FILE from the environment)")
+        return 64
+    try:
+        deploy()
+    except DeployError as exc:
+        print(f"deploy failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
