@@ -140,3 +140,6 @@ deploy: ## ship the app image (TALLY_VERSION) to every replica, one at a time, n
 
 nginx-reload: ## re-render nginx's config, check it (nginx -t) and reload it, no failed request
 	docker compose exec -T nginx sh -s < ops/nginx/reload.sh
+
+rotate-secrets: ## a new password for every Redis user, clients moved over, old ones removed: no failed request
+	$(UV) run --frozen python ops/rotate_secrets.py

@@ -35,7 +35,6 @@ TALLY_VERSION reach compose through the environment. Prints no secret.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -46,7 +45,7 @@ SERVICE = "app"
 # The file a drained replica writes (service/drain.py: tempfile's /tmp, a tmpfs here).
 DRAINED = "/tmp/tally-drained"  # noqa: S108
 # How long a new replica may take to turn healthy: the image's start period is 60 s.
-HEALTHY_WITHIN = float(os.environ.get("DEPLOY_HEALTHY_WITHIN", "120"))
+HEALTHY_WITHIN = 120.0
 # How long nginx may take to send a new replica its first request (it re-resolves every 2 s).
 ROUTED_WITHIN = 60.0
 # A drain lasts at most GRACEFUL_TIMEOUT (10 s by default); docker stop's own grace is longer.
@@ -81,19 +80,26 @@ class Replica:
     name: str
     hostname: str  # its X-Served-By (REPLICA_ID defaults to the container's hostname)
     image: str  # the image id it runs
+    restart: str  # its restart policy, as compose gave it
 
 
-def replicas() -> list[Replica]:
-    """The service's containers that are running, oldest first."""
-    ids = compose("ps", "-q", SERVICE).stdout.split()
+def replicas(running: bool = True) -> list[Replica]:
+    """The service's containers (only those running, by default), oldest first."""
+    ids = compose("ps", "-a", "-q", SERVICE).stdout.split()
     if not ids:
         return []
     found = json.loads(run("docker", "inspect", *ids).stdout)
     found.sort(key=lambda c: c["Created"])
     return [
-        Replica(c["Id"], c["Name"].lstrip("/"), c["Config"]["Hostname"], c["Image"])
+        Replica(
+            c["Id"],
+            c["Name"].lstrip("/"),
+            c["Config"]["Hostname"],
+            c["Image"],
+            c["HostConfig"]["RestartPolicy"]["Name"],
+        )  # fmt: skip
         for c in found
-        if c["State"]["Running"]
+        if c["State"]["Running"] or not running
     ]
 
 
@@ -116,14 +122,19 @@ def wait_healthy(replica: Replica, image: str) -> None:
     of time (the caller removes it)."""
     deadline = time.monotonic() + HEALTHY_WITHIN
     while True:
-        state = json.loads(run("docker", "inspect", "-f", "{{json .State}}", replica.id).stdout)
+        [container] = json.loads(run("docker", "inspect", replica.id).stdout)
+        state = container["State"]
         health = (state.get("Health") or {}).get("Status", "")
         if health == "healthy":
             return
-        exited = not state["Running"] or state.get("Restarting") or state.get("ExitCode")
-        if exited or health == "unhealthy":
-            why = f"exited with code {state['ExitCode']}" if exited else "turned unhealthy"
-            raise DeployError(f"{replica.name} ({image}) {why}{last_words(replica.id)}")
+        # The stack restarts a replica that exits (restart: unless-stopped): a restart
+        # count is an exit too, whose code is gone by the time the process runs again.
+        restarts = container["RestartCount"]
+        if not state["Running"] or state["Restarting"] or state["ExitCode"] or restarts:
+            code = f" with code {state['ExitCode']}" if state["ExitCode"] else ""
+            raise DeployError(f"{replica.name} ({image}) exited{code}{last_words(replica.id)}")
+        if health == "unhealthy":
+            raise DeployError(f"{replica.name} ({image}) turned unhealthy")
         if time.monotonic() > deadline:
             raise DeployError(
                 f"{replica.name} ({image}) was not healthy within {HEALTHY_WITHIN:.0f} s"
@@ -189,20 +200,27 @@ def deploy() -> None:
     count = len(old)
     log(f"replacing {count} replicas with {image}, one at a time")
     for replica in old:
-        before = {r.id for r in replicas()}
+        before = {r.id for r in replicas(running=False)}
         compose(
-            "up", "-d", "--no-deps", "--no-recreate", "--scale", f"{SERVICE}={count + 1}", SERVICE
-        )
-        started_now = [r for r in replicas() if r.id not in before]
-        if len(started_now) != 1:
-            raise DeployError(f"compose started {len(started_now)} new {SERVICE} replicas, not 1")
-        [new] = started_now
+            "up", "--no-start", "--no-deps", "--no-recreate",
+            "--scale", f"{SERVICE}={count + 1}", SERVICE,
+        )  # fmt: skip
+        created = [r for r in replicas(running=False) if r.id not in before]
+        if len(created) != 1:
+            raise DeployError(f"compose made {len(created)} new {SERVICE} replicas, not 1")
+        [new] = created
+        # Started without its restart policy until it is healthy: a replica that exits stays
+        # down and leaves nginx's view once, instead of coming and going with each restart
+        # (each time nginx waits out its connect timeout on an address gone silent).
+        run("docker", "update", "--restart", "no", new.id)
+        run("docker", "start", new.id)
         try:
             wait_healthy(new, image)
             wait_routed(new, count + 1)
         except DeployError as exc:
             remove(new.id)
             raise DeployError(f"{exc}; removed it, the old replicas keep serving") from None
+        run("docker", "update", "--restart", new.restart, new.id)
         drain(replica, count + 1)
         log(f"{new.name} serves, {replica.name} drained and removed")
     left = replicas()

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.faults import operations
 from tests.faults.harness import Row, table
 
 ROWS: list[Row] = []
@@ -20,3 +21,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if ROWS:
         terminalreporter.write_sep("=", "reliability: faults under load through nginx")
         terminalreporter.write_line(table(ROWS))
+    if operations.ROWS:
+        terminalreporter.write_sep("=", "operations under load through nginx")
+        terminalreporter.write_line(operations.table(operations.ROWS))

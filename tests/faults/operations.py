@@ -93,7 +93,8 @@ def under_load(url: str) -> Iterator[Loads]:
 
 def assert_clean(row: OperationRow, loads: Loads) -> None:
     ROWS.append(row)
-    assert row.failed == 0 and loads.strict.unresolved == 0, loads.failures()
+    assert row.failed == 0, loads.failures()
+    assert loads.strict.unresolved == 0
     assert loads.keyed.unresolved == 0
     assert row.lost == 0
     assert row.double_counted == 0
