@@ -97,7 +97,7 @@ def replicas(running: bool = True) -> list[Replica]:
             c["Config"]["Hostname"],
             c["Image"],
             c["HostConfig"]["RestartPolicy"]["Name"],
-        )  # fmt: skip
+        )
         for c in found
         if c["State"]["Running"] or not running
     ]
