@@ -5,14 +5,19 @@ that retries with its Idempotency-Key, for the exact count."""
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from subprocess import CompletedProcess
 
 from stack_client import read_count
+from tests.compose_stack import Stack
 from tests.faults.harness import MIN_ATTEMPTS, READ_RETRY, Load
+from tests.support import run
 
 
 @dataclass
@@ -98,3 +103,82 @@ def assert_clean(row: OperationRow, loads: Loads) -> None:
     assert loads.keyed.unresolved == 0
     assert row.lost == 0
     assert row.double_counted == 0
+
+
+class Operated(Stack):
+    """A stack under an app image name of its own, so that the tags its deploys build
+    touch no one else's image, and what the operations' tests ask of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image = f"tally-test-{uuid.uuid4().hex[:8]}"
+        self.env = {**self.env, "TALLY_IMAGE": self.image, "COMPOSE_PROJECT_NAME": self.project}
+
+    def stop(self, *args: str) -> None:
+        super().stop(*args)
+        tags = run("docker", "images", "-q", self.image, check=False).stdout.split()
+        if tags:
+            run("docker", "rmi", "-f", *set(tags), check=False)
+
+    def make(self, *target: str, env: Mapping[str, str] | None = None) -> CompletedProcess[str]:
+        return run("make", "--no-print-directory", *target, check=False,
+                   env={**self.env, **(env or {})}, timeout=900)  # fmt: skip
+
+    def replicas(self) -> list[dict[str, str]]:
+        """Each running replica's hostname (its X-Served-By) and image id."""
+        ids = [row["ID"] for row in self.containers("app")]
+        found = json.loads(run("docker", "inspect", *ids).stdout)
+        return [{"hostname": c["Config"]["Hostname"], "image": c["Image"]} for c in found]
+
+    def image_id(self, tag: str) -> str:
+        reference = f"{self.image}:{tag}"
+        return run("docker", "image", "inspect", "-f", "{{.Id}}", reference).stdout.strip()
+
+
+class OperatedStack(Operated):
+    """The core stack: Redis, three replicas, nginx."""
+
+    services = ("redis", "app", "nginx")
+
+    def start(self) -> None:
+        self.compose("build", "app")
+        self.compose("up", "-d", "--wait", "redis")
+        self.up()
+
+
+USERS = {  # each Redis user and its secret file
+    "app": "redis_app_password",
+    "exporter": "redis_exporter_password",
+    "replication": "redis_replication_password",
+    "sentinel": "redis_sentinel_password",
+}
+
+
+def password(stack: Stack, name: str) -> str:
+    """A secret file as Redis's container sees it (read as root there, never printed)."""
+    return stack.compose("exec", "-T", "redis", "cat", f"/run/secrets/{name}").stdout.strip()
+
+
+def logs_in(stack: Stack, user: str, secret: str, service: str = "redis") -> bool:
+    """Whether `user` logs in to `service` (a Sentinel's port when its name says so) with
+    `secret`, sent on stdin rather than in any command line."""
+    port = "26379" if service.startswith("sentinel") else "6379"
+    script = 'read -r p; REDISCLI_AUTH="$p" redis-cli --no-auth-warning -p "$2" --user "$1" ping'
+    answer = stack.compose(
+        "exec", "-T", service, "sh", "-c", script, "-", user, port,
+        input=secret + "\n", check=False,
+    ).stdout  # fmt: skip
+    return answer.strip() == "PONG"
+
+
+def assert_rotated(stack: Stack, old: dict[str, str], services: tuple[str, ...]) -> None:
+    """Each user's password changed; on each service the new one logs in, the old does not
+    (a Sentinel has no replication user)."""
+    for user, name in USERS.items():
+        new = password(stack, name)
+        assert new != old[user], user
+        for service in services:
+            if service.startswith("sentinel") and user == "replication":
+                continue
+            assert logs_in(stack, user, new, service), (user, service, "new refused")
+            assert not logs_in(stack, user, old[user], service), (user, service, "old works")

@@ -4,55 +4,21 @@ with no failed request for a client that never retries, and the count exact."""
 
 from __future__ import annotations
 
-import json
-import uuid
-from collections.abc import Iterator, Mapping
-from subprocess import CompletedProcess
+from collections.abc import Iterator
 
 import pytest
 
-from tests.compose_stack import Stack
 from tests.faults.harness import steady
-from tests.faults.operations import assert_clean, under_load
-from tests.support import run, wait_until
-
-
-class OperatedStack(Stack):
-    """The core stack (Redis, three replicas, nginx) under an app image name of its own,
-    so that the tags its deploys build touch no one else's image."""
-
-    services = ("redis", "app", "nginx")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.image = f"tally-test-{uuid.uuid4().hex[:8]}"
-        self.env = {**self.env, "TALLY_IMAGE": self.image, "COMPOSE_PROJECT_NAME": self.project}
-
-    def start(self) -> None:
-        self.compose("build", "app")
-        self.compose("up", "-d", "--wait", "redis")
-        self.up()
-
-    def stop(self, *args: str) -> None:
-        super().stop(*args)
-        tags = run("docker", "images", "-q", self.image, check=False).stdout.split()
-        if tags:
-            run("docker", "rmi", "-f", *set(tags), check=False)
-
-    def make(self, *target: str, env: Mapping[str, str] | None = None) -> CompletedProcess[str]:
-        return run("make", "--no-print-directory", *target, check=False,
-                   env={**self.env, **(env or {})}, timeout=900)  # fmt: skip
-
-    def replicas(self) -> list[dict[str, str]]:
-        """Each running replica's hostname (its X-Served-By) and image id."""
-        ids = [row["ID"] for row in self.containers("app")]
-        found = json.loads(run("docker", "inspect", *ids).stdout)
-        return [{"hostname": c["Config"]["Hostname"], "image": c["Image"]} for c in found]
-
-    def image_id(self, tag: str) -> str:
-        return run(
-            "docker", "image", "inspect", "-f", "{{.Id}}", f"{self.image}:{tag}"
-        ).stdout.strip()
+from tests.faults.operations import (
+    USERS,
+    OperatedStack,
+    assert_clean,
+    assert_rotated,
+    logs_in,
+    password,
+    under_load,
+)
+from tests.support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -115,37 +81,6 @@ def test_nginx_reload_fails_no_request(ops_stack: OperatedStack) -> None:
     assert result.returncode == 0, result.stderr
     assert "reloaded" in result.stdout
     assert_clean(loads.row("make nginx-reload"), loads)
-
-
-USERS = {  # each Redis user and its secret file
-    "app": "redis_app_password",
-    "exporter": "redis_exporter_password",
-    "replication": "redis_replication_password",
-    "sentinel": "redis_sentinel_password",
-}
-
-
-def password(stack: Stack, name: str) -> str:
-    """A secret file as Redis's container sees it (read as root there, never printed)."""
-    return stack.compose("exec", "-T", "redis", "cat", f"/run/secrets/{name}").stdout.strip()
-
-
-def logs_in(stack: Stack, user: str, secret: str, service: str = "redis") -> bool:
-    """Whether `user` logs in to `service` with `secret` (sent on stdin, not in argv)."""
-    script = 'read -r p; REDISCLI_AUTH="$p" redis-cli --no-auth-warning --user "$1" ping'
-    answer = stack.compose(
-        "exec", "-T", service, "sh", "-c", script, "-", user, input=secret + "\n", check=False
-    ).stdout
-    return answer.strip() == "PONG"
-
-
-def assert_rotated(stack: Stack, old: dict[str, str], services: tuple[str, ...]) -> None:
-    for user, name in USERS.items():
-        new = password(stack, name)
-        assert new != old[user], user
-        for service in services:
-            assert logs_in(stack, user, new, service), (user, service, "new refused")
-            assert not logs_in(stack, user, old[user], service), (user, service, "old works")
 
 
 def test_rotate_secrets_fails_no_request_and_the_old_passwords_stop_working(
