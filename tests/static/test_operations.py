@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import yaml
 
 from ops import deploy, rotate_secrets
 from service import drain
 from tests.faults.operations import USERS
-from tests.support import ROOT
+from tests.support import ROOT, run
 
 
 def test_the_deploy_waits_for_the_file_a_drained_replica_writes() -> None:
@@ -42,3 +44,30 @@ def test_the_rotation_names_the_nodes_and_sentinels_of_the_ha_topology() -> None
         rotate_secrets.EXPORTER
         in yaml.safe_load((ROOT / "compose.observability.yaml").read_text())["services"]
     )
+
+
+def test_nginx_reload_keeps_the_running_config_when_the_new_one_fails_nginx_t(
+    tmp_path: Path,
+) -> None:
+    """ops/nginx/reload.sh (make nginx-reload) in the nginx image: a template that fails
+    `nginx -t` is refused with exit 1, and the rendered config stays as it was."""
+    nginx = ROOT / "ops" / "nginx"
+    templates = tmp_path / "templates"
+    shutil.copytree(nginx / "templates", templates)
+    script = (
+        "/docker-entrypoint.d/20-envsubst-on-templates.sh >/dev/null"
+        " && cp /etc/nginx/conf.d/tally.conf /tmp/running"
+        " && echo 'not_a_directive on;' >>/etc/nginx/templates/tally.conf.template"
+        " && { sh /reload.sh; echo exit=$?; }"
+        " && cmp /tmp/running /etc/nginx/conf.d/tally.conf && echo kept"
+    )
+    result = run(
+        "docker", "run", "--rm", "--tmpfs", "/etc/nginx/conf.d",
+        "-v", f"{templates}:/etc/nginx/templates",
+        "-v", f"{nginx / 'snippets'}:/etc/nginx/snippets:ro",
+        "-v", f"{nginx / 'reload.sh'}:/reload.sh:ro",
+        "-e", "NGINX_RATE_LIMIT=100r/s", "-e", "NGINX_RATE_BURST=200",
+        "nginx:1.30", "sh", "-c", script,
+    )  # fmt: skip
+    assert result.stdout.split() == ["exit=1", "kept"], result.stdout + result.stderr
+    assert "nginx keeps the one it runs" in result.stderr
