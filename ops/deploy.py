@@ -1,13 +1,16 @@
 """`make deploy`: replace every app replica with the current image, one at a time, with
 no failed request (README, "Operating tally").
 
-Each round: `docker compose up -d --no-deps --no-recreate --scale app=N+1 app` starts one
-replica of the new image beside the old ones; it must turn healthy (the image's
-HEALTHCHECK) and then answer a request sent through nginx (so nginx has resolved it and
-sends it traffic). Then one old replica is drained (SIGUSR1, service/drain.py) and, once it
-says it is drained, stopped and removed. After N rounds the N replicas all run the new image,
-whether or not the image changed. A new replica that exits or never turns healthy is
-removed, the old ones keep serving, and the deploy stops with one line and exit 1.
+First a trial: the new image and settings run once as a one-off `compose run` container,
+which nginx cannot resolve; if it exits or never turns healthy (the image's HEALTHCHECK)
+it is removed, the replicas in service are untouched, and the deploy stops with one line
+and exit 1. Then each round: `docker compose up --no-start --no-deps --no-recreate --scale
+app=N+1 app` makes one replica of the new image beside the old ones, started without its
+restart policy until it is healthy; it must turn healthy and then answer a request sent
+through nginx (so nginx has resolved it and sends it traffic), or it is removed and the
+deploy stops the same way. Then one old replica is drained (SIGUSR1, service/drain.py)
+and, once it says it is drained, stopped and removed. After N rounds the N replicas all
+run the new image, whether or not the image changed.
 
 Why a drain, and why this one. nginx resolves `app` through Docker's DNS every 2 s, and
 Docker's DNS on Compose lists a container until it stops or leaves the network, healthy or
@@ -149,6 +152,21 @@ def last_words(container: str) -> str:
     return f": {lines.splitlines()[-1][:200]}" if lines else ""
 
 
+def trial(image: str) -> None:
+    """The new image and settings, started once where nginx cannot see them: a one-off
+    `compose run` container has the service's networks, secrets and environment but not
+    its DNS name, so a replica that exits or never turns healthy is found out before
+    nginx ever resolves it (an address nginx holds that goes silent costs it a 1 s
+    connect timeout, and a retry across its re-resolution a 502)."""
+    container = compose("run", "-d", "--no-deps", SERVICE).stdout.strip()
+    try:
+        [found] = json.loads(run("docker", "inspect", container).stdout)
+        name = f"a trial replica {found['Name'].lstrip('/')}"
+        wait_healthy(Replica(found["Id"], name, "", found["Image"], ""), image)
+    finally:
+        remove(container)
+
+
 def through_nginx(requests: int) -> set[str]:
     """Who answered `requests` GET /healthz sent through nginx from inside its container."""
     loop = (
@@ -198,6 +216,10 @@ def deploy() -> None:
     if not old:
         raise DeployError(f"no {SERVICE} replica is running: start the stack first")
     count = len(old)
+    try:
+        trial(image)
+    except DeployError as exc:
+        raise DeployError(f"{exc}; removed it, the old replicas keep serving") from None
     log(f"replacing {count} replicas with {image}, one at a time")
     for replica in old:
         before = {r.id for r in replicas(running=False)}
