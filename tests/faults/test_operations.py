@@ -77,10 +77,12 @@ def test_a_deploy_whose_replica_never_turns_healthy_stops_and_the_old_ones_serve
 
 def test_nginx_reload_fails_no_request(ops_stack: OperatedStack) -> None:
     with under_load(ops_stack.url) as loads:
-        result = ops_stack.make("nginx-reload")
-    assert result.returncode == 0, result.stderr
-    assert "reloaded" in result.stdout
-    assert_clean(loads.row("make nginx-reload"), loads)
+        for _ in range(3):  # each reload retires the workers the one before started
+            result = ops_stack.make("nginx-reload")
+            assert result.returncode == 0, result.stderr
+            assert "reloaded" in result.stdout
+            loads.strict.run_for(1)
+    assert_clean(loads.row("make nginx-reload x3"), loads)
 
 
 def test_rotate_secrets_fails_no_request_and_the_old_passwords_stop_working(
