@@ -30,7 +30,7 @@ export TALLY_IMAGE := $(REGISTRY)/tally-app
 endif
 
 .PHONY: help install test test-fast test-unit test-integration test-stack test-static test-config test-load test-faults test-browser screenshots install-browser reliability bench bench-records soak lint format docs dashboards slo load up down logs ps \
-	test-swarm swarm-stack swarm-secrets swarm-up swarm-down push backup restore
+	test-swarm swarm-stack swarm-secrets swarm-up swarm-down push backup restore deploy nginx-reload rotate-secrets
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -161,3 +161,12 @@ push: ## build the app image and push it to REGISTRY (every Swarm node pulls it 
 	@test -n "$(REGISTRY)" || { echo "usage: REGISTRY=registry.example.com:5000 make push"; exit 2; }
 	docker compose build app
 	docker compose push app
+
+deploy: ## ship the app image (TALLY_VERSION) to every replica, one at a time, no failed request
+	$(UV) run --frozen python ops/deploy.py
+
+nginx-reload: ## re-render nginx's config, check it (nginx -t) and reload it, no failed request
+	docker compose exec -T nginx sh -s < ops/nginx/reload.sh
+
+rotate-secrets: ## a new password for every Redis user, clients moved over, old ones removed: no failed request
+	$(UV) run --frozen python ops/rotate_secrets.py

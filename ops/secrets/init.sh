@@ -8,6 +8,32 @@ set -eu
 cd /secrets
 umask 077
 
+# Rotation (ops/rotate_secrets.py, `make rotate-secrets`): `rotate` keeps each Redis user's
+# password as NAME.old and writes a new NAME (write, then rename), `rotate-finish` drops the
+# .old ones; both then fall through to write every file below again. While a NAME.old exists
+# the ACL file and the Sentinels' users accept both passwords, and every client's file
+# (masterauth, auth-pass, the exporter's map) holds the new one. A rotation cut short
+# resumes: a user that has a NAME.old keeps the new NAME it already has.
+ROTATED="redis_app_password redis_exporter_password redis_replication_password redis_sentinel_password redis_backup_password"
+case "${1:-}" in
+rotate)
+  for name in $ROTATED; do
+    [ -e "$name.old" ] && continue
+    cp -p "$name" "$name.old"
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$name.tmp"
+    # Its reader's ownership before the rename: a replica starting now reads either file.
+    chown --reference="$name.old" "$name.tmp"
+    chmod 0400 "$name.tmp"
+    mv "$name.tmp" "$name"
+  done
+  shift
+  ;;
+rotate-finish)
+  for name in $ROTATED; do rm -f "$name.old"; done
+  shift
+  ;;
+esac
+
 # `docker compose run --rm -T secrets NAME <file` stores one of Alertmanager's receiver
 # secrets (README "Alerts"), owned by Alertmanager's user; an empty file turns it off.
 if [ "$#" -gt 0 ]; then
@@ -31,6 +57,11 @@ make_password() {
 }
 sha256() {
   printf '%s' "$(cat "$1")" | sha256sum | cut -d' ' -f1
+}
+# The ACL passwords of a user: its password's hash, and the previous one's mid-rotation.
+hashes() {
+  printf '#%s' "$(sha256 "$1")"
+  if [ -e "$1.old" ]; then printf ' #%s' "$(sha256 "$1.old")"; fi
 }
 
 make_password redis_app_password
@@ -58,15 +89,15 @@ key=${COUNTER_KEY:-visitor_count}
   # them when it replays MULTI/EXEC (our script's effects) from the AOF at start.
   echo "user default off resetpass ~* &* +@all"
   # The app: its counter and idempotency records, and only the commands it sends.
-  echo "user app on #$(sha256 redis_app_password) resetkeys ~${key} ~${key}:request:* resetchannels -@all +ping +get +set +incr +evalsha +script|load +wait +client|setname +client|setinfo +select"
+  echo "user app on $(hashes redis_app_password) resetkeys ~${key} ~${key}:request:* resetchannels -@all +ping +get +set +incr +evalsha +script|load +wait +client|setname +client|setinfo +select"
   # A replica syncing from the primary (masteruser in redis_replication.conf).
-  echo "user replication on #$(sha256 redis_replication_password) resetkeys resetchannels -@all +ping +psync +sync +replconf"
+  echo "user replication on $(hashes redis_replication_password) resetkeys resetchannels -@all +ping +psync +sync +replconf"
   # The backup service (ops/backup/): a point-in-time snapshot over SYNC, nothing else.
-  echo "user backup on #$(sha256 redis_backup_password) resetkeys resetchannels -@all +ping +sync +replconf"
+  echo "user backup on $(hashes redis_backup_password) resetkeys resetchannels -@all +ping +sync +replconf"
   # Sentinel: monitors, announces itself on its hello channel, and reconfigures on failover.
-  echo "user sentinel on #$(sha256 redis_sentinel_password) resetkeys allchannels -@all +ping +info +role +multi +exec +slaveof +replicaof +config|rewrite +client|setname +client|kill +publish +subscribe +script|kill"
+  echo "user sentinel on $(hashes redis_sentinel_password) resetkeys allchannels -@all +ping +info +role +multi +exec +slaveof +replicaof +config|rewrite +client|setname +client|kill +publish +subscribe +script|kill +acl|load +config|set"
   # redis_exporter: server statistics, read-only.
-  echo "user exporter on #$(sha256 redis_exporter_password) resetkeys resetchannels -@all +ping +info +config|get +client|list +client|setname +client|setinfo +slowlog|get +slowlog|len +latency|latest +dbsize +select +memory|stats +cluster|info +module|list +latency|histogram"
+  echo "user exporter on $(hashes redis_exporter_password) resetkeys resetchannels -@all +ping +info +config|get +client|list +client|setname +client|setinfo +slowlog|get +slowlog|len +latency|latest +dbsize +select +memory|stats +cluster|info +module|list +latency|histogram"
 } >redis_users.acl.new
 mv redis_users.acl.new redis_users.acl
 
@@ -85,11 +116,11 @@ service=$(awk '$1 == "sentinel" && $2 == "monitor" { print $3 }' /ops/redis/sent
   echo "sentinel sentinel-user sentinel"
   echo "sentinel sentinel-pass $(cat redis_sentinel_password)"
   echo "user default off"
-  echo "user sentinel on #$(sha256 redis_sentinel_password) allchannels +@all"
+  echo "user sentinel on $(hashes redis_sentinel_password) allchannels +@all"
   # redis_exporter: Sentinel's view of the primary, its replicas and its peers.
-  echo "user exporter on #$(sha256 redis_exporter_password) resetchannels -@all +ping +info +sentinel|masters +sentinel|master +sentinel|slaves +sentinel|replicas +sentinel|sentinels +sentinel|ckquorum +client|setname +client|setinfo"
+  echo "user exporter on $(hashes redis_exporter_password) resetchannels -@all +ping +info +sentinel|masters +sentinel|master +sentinel|slaves +sentinel|replicas +sentinel|sentinels +sentinel|ckquorum +client|setname +client|setinfo"
   # The app only asks where the primary is.
-  echo "user app on #$(sha256 redis_app_password) resetchannels -@all +ping +sentinel|masters +sentinel|slaves +sentinel|replicas +sentinel|get-master-addr-by-name +client|setname +client|setinfo"
+  echo "user app on $(hashes redis_app_password) resetchannels -@all +ping +sentinel|masters +sentinel|slaves +sentinel|replicas +sentinel|get-master-addr-by-name +client|setname +client|setinfo"
 } >sentinel_auth.conf.new
 mv sentinel_auth.conf.new sentinel_auth.conf
 

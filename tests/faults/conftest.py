@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.faults import operations
 from tests.faults.harness import HEADER, Row
 from tests.results import record_table
 
@@ -29,3 +30,10 @@ def report(request: pytest.FixtureRequest) -> list[Row]:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for title, rows in ROWS.items():
         record_table(title, HEADER, [row.cells() for row in rows], terminal=terminalreporter)
+    if operations.ROWS:
+        record_table(
+            "Operations under load through nginx",
+            operations.HEADER,
+            [row.cells() for row in operations.ROWS],
+            terminal=terminalreporter,
+        )
