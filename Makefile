@@ -24,7 +24,7 @@ export TALLY_IMAGE := $(REGISTRY)/tally-app
 endif
 
 .PHONY: help install test test-fast test-unit test-integration test-stack test-static test-load test-faults test-browser screenshots install-browser reliability bench soak lint format docs dashboards slo load up down logs ps \
-	test-swarm swarm-stack swarm-secrets swarm-up swarm-down push
+	test-swarm test-cluster swarm-stack swarm-secrets swarm-preflight swarm-up swarm-down push
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -121,9 +121,13 @@ swarm-stack: install ## regenerate ops/swarm/*.yaml from the compose files and o
 swarm-secrets: install ## create the Swarm stack's secrets from random bytes (kept when they exist)
 	$(UV) run --frozen python ops/swarm/secrets.py
 
-swarm-up: swarm-secrets ## build the app image, deploy the stack to this swarm and wait for it
-	docker compose build app
-	docker stack deploy --detach=false $(SWARM_FILES) $(TALLY_STACK)
+swarm-preflight: install ## check this swarm can run the stack (a manager, node labels, a registry)
+	$(UV) run --frozen python ops/swarm/preflight.py check $(SWARM_FILES)
+
+swarm-up: swarm-preflight swarm-secrets ## build the app image (unless REGISTRY), deploy, wait (SWARM_UP_TIMEOUT)
+	$(if $(REGISTRY),,docker compose build app)
+	docker stack deploy --detach=true $(SWARM_FILES) $(TALLY_STACK)
+	$(UV) run --frozen python ops/swarm/preflight.py wait $(TALLY_STACK)
 
 swarm-down: ## remove the Swarm stack (its volume keeps the count, its secrets stay)
 	docker stack rm $(TALLY_STACK)
