@@ -33,8 +33,8 @@ install: ## install the locked Python dependencies into .venv (installs uv if mi
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 
-test: install lint ## every tier (what CI runs): lint, unit, integration, static, stack, browser, load, faults, swarm
-	$(PYTEST) tests/unit tests/integration tests/static tests/stack tests/browser tests/load tests/faults tests/swarm
+test: install lint ## every tier (what CI runs): lint, unit, integration, static, stack, browser, load, faults, swarm, cluster
+	$(PYTEST) tests/unit tests/integration tests/static tests/stack tests/browser tests/load tests/faults tests/swarm tests/cluster
 
 test-fast: install lint ## lint, unit and static: no stack, a couple of minutes
 	$(PYTEST) -m "unit or static"
@@ -59,6 +59,9 @@ test-faults: install ## faults under load (replica killed, restarts, Redis kille
 
 test-swarm: install ## the stack on a single-node Docker Swarm: scale, rolling update, rollback
 	$(PYTEST) -m swarm
+
+test-cluster: install ## three Docker hosts on this machine (as root): the HA stack across them, node loss, partitions
+	$(PYTEST) -m cluster
 
 reliability: test-faults ## run the faults and print their table (recorded in docs/RELIABILITY.md)
 
