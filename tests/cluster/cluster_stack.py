@@ -42,6 +42,7 @@ NODE_DOWN_S = 3.0
 class ClusterStack:
     cluster: Cluster
     env: dict[str, str] = field(default_factory=dict)
+    pushed: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.env = {
@@ -77,7 +78,18 @@ class ClusterStack:
         """`REGISTRY=... make push` from this machine's engine (a loopback registry needs no
         TLS there); returns the image it pushed."""
         run("make", "--no-print-directory", "push", env=self.env, timeout=600)
-        return configuration.app_image(self.env)
+        # The Makefile's name for it: $(REGISTRY)/tally-app.
+        image = configuration.app_image(
+            {**self.env, "TALLY_IMAGE": f"{self.cluster.registry}/tally-app"}
+        )
+        self.pushed.append(image)
+        return image
+
+    def forget_pushed(self) -> None:
+        """This machine's engine's tags of the registry's images, and nothing else."""
+        mine = [image for image in self.pushed if image.startswith(f"{self.cluster.registry}/")]
+        if mine:
+            run("docker", "rmi", *mine, check=False)
 
     def label(self) -> None:
         for host, label in zip(self.cluster.hosts, LABELS, strict=True):

@@ -12,23 +12,23 @@ import pytest
 from tests.cluster.cluster_stack import ClusterStack
 from tests.cluster.hosts import Cluster
 from tests.faults.harness import Row
-from tests.support import run
 
 # What the nodes run besides the app image, copied from this machine's engine.
 IMAGES = ("redis:8.0", "nginx:1.30")
 
 
 HEADER = ("fault", "requests", "retries", "failed", "lost", "double-counted",
-          "last error after (s)", "every host answers after (s)")  # fmt: skip
+          "last error after (s)", "last 5xx after (s)", "every host answers after (s)")  # fmt: skip
 
 
 @dataclass
 class Fault:
-    """A fault's row: requests given up on, and how long after the fault every host
-    answered /readyz again."""
+    """A fault's row: requests given up on, the last 5xx the stack answered, and how long
+    after the fault every host answered /readyz again."""
 
     row: Row
     failed: int
+    last_5xx_s: float
     every_host_s: float
 
     def cells(self) -> list[str]:
@@ -36,7 +36,7 @@ class Fault:
         return [
             row.fault, str(row.requests), str(row.attempts - row.requests), str(self.failed),
             str(row.lost), str(row.double_counted), f"{row.recovery_s:.1f}",
-            f"{self.every_host_s:.1f}",
+            f"{self.last_5xx_s:.1f}", f"{self.every_host_s:.1f}",
         ]  # fmt: skip
 
 
@@ -56,15 +56,13 @@ def stack(cluster: Cluster) -> Iterator[ClusterStack]:
     """The HA stack deployed with the README's commands; this machine's engine keeps no
     tag of the registry's after the session."""
     stack = ClusterStack(cluster)
-    pushed = ""
     try:
-        pushed = stack.push()
+        stack.push()
         stack.label()
         stack.deploy()
         yield stack
     finally:
-        if pushed:
-            run("docker", "rmi", pushed, check=False)
+        stack.forget_pushed()
 
 
 @pytest.fixture

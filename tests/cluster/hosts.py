@@ -89,11 +89,25 @@ def processes_of(run_dir: Path) -> set[int]:
         with contextlib.suppress(OSError, ValueError):
             mine.add(int(pidfile.read_text().strip()))
     for folder in cgroups_of(run_dir.name):
-        for procs in folder.rglob("cgroup.procs"):
-            with contextlib.suppress(OSError):
-                mine |= {int(pid) for pid in procs.read_text().split()}
+        mine |= cgroup_processes(folder)
     mine.discard(os.getpid())
     return {pid for pid in mine if alive(pid)}
+
+
+def cgroup_processes(folder: Path) -> set[int]:
+    """The processes in a cgroup and below it (folders come and go while it is read)."""
+    pids: set[int] = set()
+    for parent, _, files in os.walk(folder):
+        if "cgroup.procs" in files:
+            with contextlib.suppress(OSError, ValueError):
+                pids |= {int(pid) for pid in (Path(parent) / "cgroup.procs").read_text().split()}
+    return pids
+
+
+def cgroup_folders(folder: Path) -> list[Path]:
+    """A cgroup's folders, deepest first (the order rmdir needs)."""
+    found = [Path(parent) for parent, _, _ in os.walk(folder)]
+    return sorted(found, key=lambda p: -len(p.parts))
 
 
 def cgroups_of(run_name: str) -> list[Path]:
@@ -133,13 +147,10 @@ def remove_all(run_dir: Path, graceful: bool) -> None:
             break
         kill(pids)
         time.sleep(0.1)
-    for folder in sorted(cgroups_of(run_dir.name), key=lambda p: -len(p.parts)):
-        for child in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
-            if child.is_dir():
-                with contextlib.suppress(OSError):
-                    child.rmdir()
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+    for folder in cgroups_of(run_dir.name):
+        for child in cgroup_folders(folder):
+            with contextlib.suppress(OSError):
+                child.rmdir()
     run_id = run_dir.name.removeprefix(RUN_PREFIX)
     if NETNS_DIR.exists():
         for netns in NETNS_DIR.glob(f"{NETNS_PREFIX}{run_id}-*"):
@@ -178,9 +189,10 @@ def clean_leftovers() -> list[str]:
     if NETNS_DIR.exists():
         for netns in NETNS_DIR.glob(f"{NETNS_PREFIX}*"):
             run("ip", "netns", "delete", netns.name, check=False)
-    for folder in sorted(CGROUPS.glob(f"*/{RUN_PREFIX}*/**/"), key=lambda p: -len(p.parts)):
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+    for top in CGROUPS.glob(f"*/{RUN_PREFIX}*"):
+        for folder in cgroup_folders(top):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return found
 
 
@@ -265,9 +277,8 @@ class Host:
                 with contextlib.suppress(OSError):
                     if marker in (proc / "cmdline").read_bytes():
                         pids.add(int(proc.name))
-        for procs in CGROUPS.glob(f"*/{self.cgroup}/**/cgroup.procs"):
-            with contextlib.suppress(OSError):
-                pids |= {int(pid) for pid in procs.read_text().split()}
+        for folder in CGROUPS.glob(f"*/{self.cgroup}"):
+            pids |= cgroup_processes(folder)
         return {pid for pid in pids if alive(pid)}
 
     def kill_engine(self) -> None:
@@ -434,7 +445,11 @@ class Cluster:
             )  # fmt: skip
 
     def stop(self) -> None:
-        remove_all(self.run_dir, graceful=True)
+        try:
+            remove_all(self.run_dir, graceful=True)
+        finally:
+            # Whatever the graceful pass left (it can fail half way), by force.
+            remove_all(self.run_dir, graceful=False)
 
     @contextlib.contextmanager
     def running(self, images: tuple[str, ...] = ()) -> Iterator[Cluster]:

@@ -57,8 +57,17 @@ def assert_exactly_once(row: Row, load: Load) -> None:
 
 
 def record(stack: ClusterStack, faults: list[Fault], row: Row, load: Load, at: float) -> None:
+    """The fault's row once every host answers again; its failed attempts on stdout (pytest
+    shows them when the test fails, or with -rA)."""
+    failures = load.failures(at)
+    print(f"{row.fault}: {len(failures)} failed attempts", *failures[:5], "...", *failures[-5:],
+          sep="\n  ")  # fmt: skip
     wait_until(stack.every_node_ready, DEADLINE, "/readyz on every host again", interval=0.5)
-    faults.append(Fault(row, load.unresolved, time.monotonic() - at))
+    # Connection failures include the client's own probes of a host that is gone; a 5xx is
+    # the stack answering that it could not count.
+    last_5xx = max((a.started + a.latency - at for a in load.attempts if a.status >= 500),
+                   default=0.0)  # fmt: skip
+    faults.append(Fault(row, load.unresolved, max(0.0, last_5xx), time.monotonic() - at))
 
 
 def test_the_primarys_host_killed_hard_fails_over_and_rejoins_as_a_replica(
@@ -113,7 +122,9 @@ def test_a_rolling_update_across_the_hosts_fails_no_request(
         "service", "ps", f"{STACK}_app", "--filter", "desired-state=running",
         "--format", "{{.Node}} {{.Image}}",
     ).stdout.split("\n")  # fmt: skip
-    assert sorted(line.split()[0] for line in running if line) == ["node1", "node2", "node3"]
+    # Every replica runs the new image; where each runs is the scheduler's choice (after a
+    # host came back it does not rebalance), and every host's nginx reaches them all.
+    assert len([line for line in running if line]) == 3
     assert {line.split()[1] for line in running if line} == {image}
 
 
@@ -195,7 +206,21 @@ def test_the_leader_and_primarys_host_loses_power_and_counting_resumes(
         promoted = promoted_elsewhere(stack, host)
         load.run_until_served(promoted)
         load.run_past(promoted, 2)
-    row = load.finish(f"leader with the Redis primary loses power ({host.name})", fault_at)
+        survivors = [h for h in stack.cluster.hosts if h is not host]
+        wait_until(
+            lambda: any(
+                "Leader" in h.docker("node", "ls", "--format", "{{.ManagerStatus}}",
+                                     check=False, timeout=20).stdout
+                for h in survivors
+            ),
+            DEADLINE, "a new swarm leader", interval=0.5,
+        )  # fmt: skip
+        leader_back = time.monotonic() - fault_at
+    row = load.finish(
+        f"leader with the Redis primary loses power ({host.name}; Sentinel promoted after"
+        f" {promoted - fault_at:.1f} s, new swarm leader after {leader_back:.1f} s)",
+        fault_at,
+    )
     host.reconnect()
     host.start_engine()
     wait_until(
