@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from ops import configuration
-from stack_client import JSON, read_count
+from stack_client import JSON
 from tests.cluster.hosts import Cluster, Host
 from tests.faults.ha_stack import SERVICE
 from tests.faults.harness import Attempt, Load, Row
@@ -36,6 +36,7 @@ SERVICE_LABEL = "com.docker.swarm.service.name"
 DEPLOY = 420.0
 # A host that does not answer is left alone this long by a worker (a load balancer's check).
 NODE_DOWN_S = 3.0
+COUNT_DEADLINE = 120.0
 
 
 @dataclass
@@ -183,15 +184,6 @@ class ClusterStack:
                 )
         return []
 
-    def read_count(self) -> int:
-        """The count through any host that answers (one increment)."""
-        for url in self.urls:
-            try:
-                return read_count(url, timeout=5)
-            except OSError:
-                continue
-        return read_count(self.urls[0], retry_for=30, timeout=5)
-
 
 class ClusterLoad(Load):
     """The exactly-once load over every host: each request to the next host in turn, a
@@ -209,12 +201,26 @@ class ClusterLoad(Load):
         return self
 
     def _count(self) -> int:
-        for url in self.urls:
+        """The count through whichever host answers, retried with one key until one does
+        (a 503 while a replica resyncs is the stack saying "not now", not an answer)."""
+        key = uuid.uuid4().hex
+        deadline = time.monotonic() + COUNT_DEADLINE
+        turn = 0
+        while True:
+            url = self.urls[turn % len(self.urls)]
+            turn += 1
             try:
-                return read_count(url, timeout=5)
-            except OSError:
-                continue
-        raise AssertionError("no host answers /count")
+                response = httpx.get(
+                    f"{url}/count", headers={**JSON, "Idempotency-Key": key}, timeout=5
+                )
+                if response.status_code == 200:
+                    count: int = response.json()["count"]
+                    return count
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no host counted within {COUNT_DEADLINE} s")
+            time.sleep(0.2)
 
     def finish(self, fault: str, fault_at: float) -> Row:
         self.stop()
