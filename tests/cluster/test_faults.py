@@ -218,9 +218,17 @@ def test_the_leader_and_primarys_host_loses_power_and_counting_resumes(
         host.cut()
         host.kill_engine()
         promoted = promoted_elsewhere(stack, host)
-        load.run_until_served(promoted)
-        load.run_past(promoted, 2)
         survivors = [h for h in stack.cluster.hosts if h is not host]
+        try:
+            load.run_until_served(promoted)
+        except AssertionError:
+            print(*load.failures(fault_at)[-20:], sep="\n")
+            for h in survivors:
+                print(h.name, h.docker("node", "ls", check=False, timeout=20).stdout)
+                for container in stack.containers(h, "app"):
+                    print(h.docker("logs", "--tail", "5", container, check=False).stderr[-1500:])
+            raise
+        load.run_past(promoted, 2)
         wait_until(
             lambda: any(
                 "Leader" in h.docker("node", "ls", "--format", "{{.ManagerStatus}}",
