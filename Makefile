@@ -30,7 +30,7 @@ export TALLY_IMAGE := $(REGISTRY)/tally-app
 endif
 
 .PHONY: help install test test-fast test-unit test-integration test-stack test-static test-config test-load test-faults test-browser screenshots install-browser reliability bench bench-records soak lint format docs dashboards slo load up down logs ps \
-	test-swarm swarm-stack swarm-secrets swarm-up swarm-down push backup restore deploy nginx-reload rotate-secrets
+	test-swarm test-cluster swarm-stack swarm-secrets swarm-preflight swarm-up swarm-down push backup restore deploy nginx-reload rotate-secrets
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,8 +42,8 @@ install: ## install the locked Python dependencies into .venv (installs uv if mi
 # Each tier is a folder of tests/ and runs by its path, so a run collects no other tier's
 # conftest; what a tier needs beyond Python (Chromium, a swarm) its target or its own
 # fixtures bring.
-test: install lint install-browser ## every tier (what CI runs): lint, unit, static, config, integration, stack, browser, load, faults, swarm
-	$(PYTEST) tests/unit tests/static tests/config tests/integration tests/stack tests/browser tests/load tests/faults tests/swarm
+test: install lint install-browser ## every tier (what CI runs): lint, unit, static, config, integration, stack, browser, load, faults, swarm, cluster
+	$(PYTEST) tests/unit tests/static tests/config tests/integration tests/stack tests/browser tests/load tests/faults tests/swarm tests/cluster
 
 test-fast: install lint ## lint, unit and static: no Docker at all, well under two minutes
 	$(PYTEST) tests/unit tests/static
@@ -73,6 +73,9 @@ test-faults: install ## faults under load (replica killed, restarts, Redis kille
 
 test-swarm: install ## the stack on a single-node Docker Swarm: scale, rolling update, rollback (joins a swarm for the run)
 	$(PYTEST) tests/swarm
+
+test-cluster: install ## three Docker hosts on this machine (as root): the HA stack across them, node loss, partitions
+	$(PYTEST) tests/cluster
 
 reliability: test-faults ## run the faults; their tables go to docs/results/reliability.md
 
@@ -148,9 +151,13 @@ swarm-stack: install ## regenerate ops/swarm/*.yaml from the compose files and o
 swarm-secrets: install ## create the Swarm stack's secrets from random bytes (kept when they exist)
 	$(UV) run --frozen python ops/swarm/secrets.py
 
-swarm-up: swarm-secrets ## build the app image, deploy the stack to this swarm and wait for it
-	docker compose build app
-	docker stack deploy --detach=false $(SWARM_FILES) $(TALLY_STACK)
+swarm-preflight: install ## check this swarm can run the stack (a manager, node labels, a registry)
+	$(UV) run --frozen python ops/swarm/preflight.py check $(SWARM_FILES)
+
+swarm-up: swarm-preflight swarm-secrets ## build the app image (unless REGISTRY), deploy, wait (SWARM_UP_TIMEOUT)
+	$(if $(REGISTRY),,docker compose build app)
+	docker stack deploy --detach=true $(SWARM_FILES) $(TALLY_STACK)
+	$(UV) run --frozen python ops/swarm/preflight.py wait $(TALLY_STACK)
 
 swarm-down: ## remove the Swarm stack (its volume keeps the count, its secrets stay)
 	docker stack rm $(TALLY_STACK)

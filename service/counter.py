@@ -124,8 +124,15 @@ class Counter:
             # drops a connection whose server turned replica (READONLY), so after a
             # failover the pool reconnects to the promoted one by itself. The app
             # authenticates to the Sentinels with its own Redis user.
+            # redis-py asks the Sentinels in turn and moves one to the front only once it
+            # answered. A Sentinel whose host lost power drops packets while its name still
+            # resolves: with the whole REDIS_TIMEOUT to connect to each, a dead first one
+            # used every request's budget and counting never resumed (the cluster tier's
+            # power cut). A share each leaves time to reach the next.
+            share = settings.redis_timeout / len(settings.redis_sentinels)
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
-                list(settings.redis_sentinels), sentinel_kwargs=options
+                list(settings.redis_sentinels),
+                sentinel_kwargs={**options, "socket_connect_timeout": share},
             )
             redis: Redis = sentinel.master_for(
                 settings.redis_sentinel_service,

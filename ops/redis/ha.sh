@@ -48,8 +48,14 @@ sentinel)
   [ -n "$primary" ] || { echo "ha.sh: no primary found" >&2; exit 1; }
   unset REDISCLI_AUTH
   umask 077
+  # The same id at every start, from the Sentinel's name: one back on a new address (a
+  # new Swarm task) replaces its old entry in the others' tables (+sentinel-address-switch).
+  # A new id each start left the old entry behind as a Sentinel that is down, raising the
+  # majority a failover needs: after one host's restart, losing another stopped failovers.
+  myid=$(sha1sum </etc/hostname | cut -c1-40)
   sed "s/^sentinel monitor $service $first /sentinel monitor $service $primary /" \
     "$conf_dir/sentinel.conf" | cat - /run/secrets/sentinel_auth.conf >/tmp/sentinel.conf
+  echo "sentinel myid $myid" >>/tmp/sentinel.conf
   exec redis-sentinel /tmp/sentinel.conf
   ;;
 node)

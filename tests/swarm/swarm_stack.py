@@ -25,7 +25,7 @@ HA_STACK_FILES = ("ops/swarm/stack-ha.yaml",)
 # Grafana and Tempo do not run on the CI machines (no image for them there): their
 # services are removed right after each deploy; their configuration is checked statically.
 CANNOT_RUN_HERE = ("grafana", "tempo")
-NODE_LABELS = ("tally.redis", "tally.observability")
+NODE_LABELS = ("tally.redis", "tally.redis-2", "tally.redis-3", "tally.observability")
 STACK_LABEL = "com.docker.stack.namespace"
 SERVICE_LABEL = "com.docker.swarm.service.name"
 
