@@ -90,11 +90,18 @@ def test_every_failed_or_slow_request_keeps_its_trace_and_one_in_a_hundred_other
 
         wanted = {r.headers["X-Request-ID"] for r in [*failed, internal]}
 
+        missing: list[str] = []
+
         def all_wanted() -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] | None:
             found = traces(stack)
-            return found if wanted <= found.keys() else None
+            missing[:] = sorted(wanted - found.keys())
+            return found if not missing else None
 
-        kept = wait_until(all_wanted, 90, "a trace for every failed request at the receiver", 1)
+        try:
+            kept = wait_until(all_wanted, 90, "a trace for every failed request", 1)
+        except AssertionError:
+            statuses = {r.headers["X-Request-ID"]: r.status_code for r in [*failed, internal]}
+            raise AssertionError(f"no trace for {[(i, statuses[i]) for i in missing]}") from None
         every_id = wanted | {r.headers["X-Request-ID"] for r in fast}
 
         def every_line() -> dict[str, dict[str, Any]] | None:
