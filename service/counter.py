@@ -14,6 +14,7 @@ from opentelemetry.semconv.attributes.db_attributes import (
     DB_OPERATION_NAME,
     DB_SYSTEM_NAME,
 )
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 from redis.asyncio import Redis
@@ -207,8 +208,12 @@ class Counter:
             return await self._timed(name, command, TRAIL.get())
         with self._tracer.start_as_current_span(
             name.upper(), kind=SpanKind.CLIENT, attributes=self._span_attributes[name]
-        ):
-            return await self._timed(name, command, None)
+        ) as span:
+            try:
+                return await self._timed(name, command, None)
+            except RedisUnavailable as exc:
+                span.set_attribute(ERROR_TYPE, str(exc))  # as a rebuilt trace's call has it
+                raise
 
     async def _timed(self, name: str, command: Any, trail: Trail | None) -> Any:
         # socket_timeout bounds each read, but a connect plus a read could

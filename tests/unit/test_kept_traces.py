@@ -162,3 +162,14 @@ async def test_a_failure_in_a_callers_unsampled_trace_is_kept_in_that_trace(
 async def test_a_404_is_not_kept(traced: Traced) -> None:
     assert (await traced.client.get("/nowhere")).status_code == 404
     assert traced.spans() == ()
+
+
+async def test_a_sampled_failure_names_its_error_as_a_rebuilt_one_does(traced: Traced) -> None:
+    traced.redis.failure = RedisConnectionError("refused")
+    traceparent = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
+    response = await traced.client.get("/count", headers={"traceparent": traceparent})
+    assert response.status_code == 503
+    _, [evalsha] = server_and_children(traced.spans())
+    assert evalsha.attributes is not None
+    assert evalsha.attributes["error.type"] == "ConnectionError"
+    assert evalsha.status.status_code is StatusCode.ERROR
