@@ -1,5 +1,5 @@
 """`make deploy`: replace every app replica with the current image, one at a time, with
-no failed request (README, "Operating tally").
+nothing cut, lost or counted twice (README, "Operating tally").
 
 First a trial: the new image and settings run once as a one-off `compose run` container,
 which nginx cannot resolve; if it exits or never turns healthy (the image's HEALTHCHECK)
@@ -29,6 +29,11 @@ not: readiness alone takes nothing out of nginx's rotation. Three ways were weig
   lists it, instead of going silent; it goes quiet only when the drained, idle container is
   stopped, and the deploy first sends requests through nginx so that the old replica is
   freshly benched for the 2 s nginx needs to re-resolve `app` without it.
+  What remains: when nginx's list of addresses changes (a replica added or removed) while
+  a request is being retried, nginx can answer that request with its own 502 after its
+  connect timeout; the fault tier saw one per deploy at most. Taking a replica out of
+  the rotation without removing its address (an upstream list written here and an
+  `nginx -s reload`) would close that gap.
 
 Uses only `docker compose` and `docker inspect`/`kill`/`stop`/`rm` on this project's app
 containers. The compose project is the caller's: COMPOSE_FILE, COMPOSE_PROJECT_NAME and
