@@ -23,7 +23,7 @@ from ops import configuration
 from stack_client import JSON
 from tests.cluster.hosts import Cluster, Host
 from tests.faults.ha_stack import SERVICE
-from tests.faults.harness import Attempt, Load, Row
+from tests.faults.harness import Load, Row
 from tests.support import run, wait_until
 
 STACK = "tally"
@@ -226,7 +226,8 @@ class ClusterLoad(Load):
         self.stop()
         return self.row(fault, fault_at, end_count=self._count() - 1)
 
-    def _next(self, turn: int) -> str:
+    def _target(self, turn: int) -> str:
+        """The next host in turn that has not failed in the last NODE_DOWN_S."""
         now = time.monotonic()
         for offset in range(len(self.urls)):
             url = self.urls[(turn + offset) % len(self.urls)]
@@ -238,34 +239,7 @@ class ClusterLoad(Load):
         limits = httpx.Limits(max_connections=self.concurrency * len(self.urls))
         timeout = httpx.Timeout(10, connect=2)
         async with httpx.AsyncClient(limits=limits, timeout=timeout, headers=JSON) as client:
-            await asyncio.gather(*(self._spread(client, i) for i in range(self.concurrency)))
+            await asyncio.gather(*(self._worker(client, i) for i in range(self.concurrency)))
 
-    async def _spread(self, client: httpx.AsyncClient, worker: int) -> None:
-        turn = worker
-        while not self._stop.is_set():
-            key = uuid.uuid4().hex
-            give_up = time.monotonic() + self.give_up_after
-            while True:
-                turn += 1
-                url = self._next(turn)
-                started = time.monotonic()
-                try:
-                    response = await client.get(f"{url}/count", headers={"Idempotency-Key": key})
-                    status = response.status_code
-                    retry_after = response.headers.get("Retry-After")
-                    served_by = response.headers.get("X-Served-By")
-                except httpx.TransportError:
-                    status, retry_after, served_by = 0, None, None
-                    self.down_until[url] = time.monotonic() + NODE_DOWN_S
-                self.attempts.append(
-                    Attempt(
-                        started, time.monotonic() - started, status, key, retry_after, served_by
-                    )
-                )
-                if status == 200:
-                    self.acked[key] = response.json()["count"]
-                    break
-                if not self.retry or time.monotonic() > give_up:
-                    self.unresolved += 1
-                    break
-                await asyncio.sleep(0.1)
+    def _unreachable(self, url: str) -> None:
+        self.down_until[url] = time.monotonic() + NODE_DOWN_S

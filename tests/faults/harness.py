@@ -137,23 +137,32 @@ class Load:
     async def _run(self) -> None:
         limits = httpx.Limits(max_connections=self.concurrency)
         async with httpx.AsyncClient(limits=limits, timeout=10, headers=JSON) as client:
-            await asyncio.gather(*(self._worker(client) for _ in range(self.concurrency)))
+            await asyncio.gather(*(self._worker(client, i) for i in range(self.concurrency)))
 
-    async def _worker(self, client: httpx.AsyncClient) -> None:
+    def _target(self, turn: int) -> str:
+        """Where an attempt goes (one stack here; a subclass may spread over several)."""
+        return self.url
+
+    def _unreachable(self, url: str) -> None:
+        """Told when an attempt at `url` got no answer at all."""
+
+    async def _worker(self, client: httpx.AsyncClient, worker: int) -> None:
+        turn = worker
         while not self._stop.is_set():
             key = uuid.uuid4().hex
             give_up = time.monotonic() + self.give_up_after
             while True:
+                turn += 1
+                url = self._target(turn)
                 started = time.monotonic()
                 try:
-                    response = await client.get(
-                        f"{self.url}/count", headers={"Idempotency-Key": key}
-                    )
+                    response = await client.get(f"{url}/count", headers={"Idempotency-Key": key})
                     status = response.status_code
                     retry_after = response.headers.get("Retry-After")
                     served_by = response.headers.get("X-Served-By")
                 except httpx.TransportError:
                     status, retry_after, served_by = 0, None, None
+                    self._unreachable(url)
                 self.attempts.append(
                     Attempt(
                         started, time.monotonic() - started, status, key, retry_after, served_by
