@@ -1,64 +1,68 @@
 """`make deploy`: replace every app replica with the current image, one at a time, with
-nothing cut, lost or counted twice (README, "Operating tally").
+no failed request and nothing lost or counted twice (README, "Operating tally").
 
-First a trial: the new image and settings run once as a one-off `compose run` container,
-which nginx cannot resolve; if it exits or never turns healthy (the image's HEALTHCHECK)
-it is removed, the replicas in service are untouched, and the deploy stops with one line
-and exit 1. Then each round: `docker compose up --no-start --no-deps --no-recreate --scale
-app=N+1 app` makes one replica of the new image beside the old ones, started without its
-restart policy until it is healthy; it must turn healthy and then answer a request sent
-through nginx (so nginx has resolved it and sends it traffic), or it is removed and the
-deploy stops the same way. Then one old replica is drained (SIGUSR1, service/drain.py)
-and, once it says it is drained, stopped and removed. After N rounds the N replicas all
-run the new image, whether or not the image changed.
+nginx resolves `app` through Docker's DNS every 2 s, and Docker's DNS lists a container
+until it stops, healthy or not; a peer list that changes under nginx while a request is
+being retried, or an address that goes silent before nginx has re-resolved, is nginx's
+own 502. So the deploy takes the peer list out of DNS's hands while it runs: it pins
+nginx to the replicas it names (the rendered `server app:8000 resolve ...` line becomes
+one `server ADDRESS:8000 ...` line per replica, checked with `nginx -t`, then `nginx -s
+reload`) and changes that list only by reloads. A reload is graceful: new workers take
+the new list, old ones finish what they hold, retries included, on the old list, whose
+replicas all still run. Each round:
 
-Why a drain, and why this one. nginx resolves `app` through Docker's DNS every 2 s, and
-Docker's DNS on Compose lists a container until it stops or leaves the network, healthy or
-not: readiness alone takes nothing out of nginx's rotation. Three ways were weighed:
-- `docker network disconnect` the old replica: it leaves the DNS answer, but its address
-  goes silent at once, so what it holds is cut, and nginx, until it re-resolves, waits out
-  its 1 s connect timeout on it; a retry after nginx has re-resolved in the meantime is
-  nginx's own 502 (tests/faults/test_faults.py saw exactly that when a replica is killed).
-- a network alias nginx resolves and the deploy moves: Docker changes a container's aliases
-  only by disconnecting it, which is the first way again.
-- a drain in the app (chosen): the replica closes its listening socket and its idle
-  keep-alive connections and finishes what it holds. nginx's next connect to it is refused at
-  once (an `error` it retries on another replica within the same request, GET being
-  idempotent and the request id making it exactly once) and two refusals bench it for 3 s
-  (`max_fails=2 fail_timeout=3s`). Its address keeps answering (refusing) while nginx still
-  lists it, instead of going silent; it goes quiet only when the drained, idle container is
-  stopped, and the deploy first sends requests through nginx so that the old replica is
-  freshly benched for the 2 s nginx needs to re-resolve `app` without it.
-  What remains: when nginx's list of addresses changes (a replica added or removed) while
-  a request is being retried, nginx can answer that request with its own 502 after its
-  connect timeout; the fault tier saw one per deploy at most. Taking a replica out of
-  the rotation without removing its address (an upstream list written here and an
-  `nginx -s reload`) would close that gap.
+1. `docker compose up --no-start --no-deps --no-recreate --scale app=N+1 app` makes one
+   replica of the new image; it starts without its restart policy and must turn healthy
+   (the image's HEALTHCHECK) within HEALTHY_WITHIN. nginx is pinned and never sees it
+   before that: one that exits or stays unhealthy is removed, the old ones keep serving,
+   and the deploy stops with one line and exit 1.
+2. nginx is pinned to the new replica and the old ones but the one leaving; once the old
+   workers have exited (nothing holds the old list), a request through nginx must reach
+   the new replica.
+3. The leaving replica gets nothing any more: `docker stop` (SIGTERM, Hypercorn's
+   graceful shutdown) and `docker rm`.
 
-Uses only `docker compose` and `docker inspect`/`kill`/`stop`/`rm` on this project's app
-containers. The compose project is the caller's: COMPOSE_FILE, COMPOSE_PROJECT_NAME and
-TALLY_VERSION reach compose through the environment. Prints no secret.
+At the end, and whenever the deploy stops early, nginx's config is rendered again from
+its templates (ops/nginx/reload.sh, what `make nginx-reload` runs) and reloaded: `app`
+is resolved through DNS again, which by then lists exactly the replicas that run.
+
+Uses only `docker compose` and `docker inspect`/`update`/`start`/`stop`/`rm` on this
+project's containers. The compose project is the caller's: COMPOSE_FILE,
+COMPOSE_PROJECT_NAME and TALLY_VERSION reach compose through the environment. Prints no
+secret.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 SERVICE = "app"
-# The file a drained replica writes (service/drain.py: tempfile's /tmp, a tmpfs here).
-DRAINED = "/tmp/tally-drained"  # noqa: S108
+NGINX = "nginx"
+# The rendered config nginx runs and the script that renders it again from the templates.
+NGINX_CONF = "/etc/nginx/conf.d/tally.conf"
+RELOAD = Path(__file__).parent / "nginx" / "reload.sh"
+# The upstream's one server line as the template writes it: `server HOST:PORT resolve ...;`
+RESOLVED = re.compile(r"^(\s*)server (\S+):(\d+) resolve( [^;]*)?;\s*$", re.MULTILINE)
 # How long a new replica may take to turn healthy: the image's start period is 60 s.
 HEALTHY_WITHIN = 120.0
-# How long nginx may take to send a new replica its first request (it re-resolves every 2 s).
-ROUTED_WITHIN = 60.0
-# A drain lasts at most GRACEFUL_TIMEOUT (10 s by default); docker stop's own grace is longer.
-DRAINED_WITHIN = 60.0
+# How long nginx's old workers may take to finish what they hold (proxy timeouts: 6 s).
+RELOADED_WITHIN = 60.0
+# How long a request through nginx may take to reach the new replica after a reload.
+ROUTED_WITHIN = 30.0
 POLL = 0.5
+# How many of nginx's worker processes are old ones finishing their requests (a worker's
+# title is its command line; this script's own command lines do not start with it).
+OLD_WORKERS = (
+    "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n'"
+    " | grep -c '^nginx: worker process is shutting down' || true"
+)
 
 
 class DeployError(Exception):
@@ -89,6 +93,7 @@ class Replica:
     hostname: str  # its X-Served-By (REPLICA_ID defaults to the container's hostname)
     image: str  # the image id it runs
     restart: str  # its restart policy, as compose gave it
+    networks: tuple[tuple[str, str], ...]  # (network, its IP address there)
 
 
 def replicas(running: bool = True) -> list[Replica]:
@@ -105,6 +110,7 @@ def replicas(running: bool = True) -> list[Replica]:
             c["Config"]["Hostname"],
             c["Image"],
             c["HostConfig"]["RestartPolicy"]["Name"],
+            tuple((k, n["IPAddress"]) for k, n in c["NetworkSettings"]["Networks"].items()),
         )
         for c in found
         if c["State"]["Running"] or not running
@@ -157,21 +163,6 @@ def last_words(container: str) -> str:
     return f": {lines.splitlines()[-1][:200]}" if lines else ""
 
 
-def trial(image: str) -> None:
-    """The new image and settings, started once where nginx cannot see them: a one-off
-    `compose run` container has the service's networks, secrets and environment but not
-    its DNS name, so a replica that exits or never turns healthy is found out before
-    nginx ever resolves it (an address nginx holds that goes silent costs it a 1 s
-    connect timeout, and a retry across its re-resolution a 502)."""
-    container = compose("run", "-d", "--no-deps", SERVICE).stdout.strip()
-    try:
-        [found] = json.loads(run("docker", "inspect", container).stdout)
-        name = f"a trial replica {found['Name'].lstrip('/')}"
-        wait_healthy(Replica(found["Id"], name, "", found["Image"], ""), image)
-    finally:
-        remove(container)
-
-
 def through_nginx(requests: int) -> set[str]:
     """Who answered `requests` GET /healthz sent through nginx from inside its container."""
     loop = (
@@ -194,25 +185,93 @@ def wait_routed(replica: Replica, count: int) -> None:
         time.sleep(POLL)
 
 
-def drain(replica: Replica, count: int) -> None:
-    """Drain the old replica, wait until it holds nothing, bench it in nginx, stop it."""
-    run("docker", "kill", "--signal", "USR1", replica.id)
-    deadline = time.monotonic() + DRAINED_WITHIN
-    while run("docker", "exec", replica.id, "test", "-e", DRAINED, check=False).returncode:
-        if not json.loads(run("docker", "inspect", replica.id).stdout)[0]["State"]["Running"]:
-            break
-        if time.monotonic() > deadline:
-            log(f"{replica.name} still drains after {DRAINED_WITHIN:.0f} s; stopping it")
-            break
-        time.sleep(POLL)
-    # Requests through nginx, some of which it tries on the drained replica, refused: that
-    # benches it for 3 s, longer than nginx needs to re-resolve `app` once it is gone.
-    through_nginx(2 * count)
-    remove(replica.id)
+class Nginx:
+    """The nginx container's upstream `app`, pinned to named replicas or resolved by DNS."""
+
+    def __init__(self) -> None:
+        [container] = json.loads(run("docker", "inspect", *self._ids()).stdout)
+        self.networks = set(container["NetworkSettings"]["Networks"])
+        self.unpin()  # the config as rendered from the templates (a deploy cut short pins)
+        self.rendered = self.run(f"cat {NGINX_CONF}")
+        self.server = RESOLVED.search(self.rendered)
+        if self.server is None:
+            raise DeployError(f"{NGINX_CONF} has no `server HOST:PORT resolve ...;` line")
+
+    @staticmethod
+    def _ids() -> list[str]:
+        ids = compose("ps", "-q", NGINX).stdout.split()
+        if not ids:
+            raise DeployError(f"{NGINX} is not running: start the stack first")
+        return ids[:1]
+
+    def run(self, script: str, stdin: str | None = None) -> str:
+        result = subprocess.run(  # noqa: S603 (a fixed command; the script is ours)
+            ("docker", "compose", "exec", "-T", NGINX, "sh", "-c", script),  # noqa: S607
+            capture_output=True, text=True, input=stdin, timeout=120, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise DeployError(f"nginx: {(result.stderr or result.stdout).strip()[-300:]}")
+        return result.stdout
+
+    def pin(self, peers: Sequence[Replica]) -> None:
+        """The upstream's server line becomes one line per peer, by address; a checked
+        reload."""
+        assert self.server is not None
+        indent, port, params = self.server[1], self.server[3], self.server[4] or ""
+        lines = [f"{indent}# pinned by make deploy (ops/deploy.py)"]
+        for peer in peers:
+            address = next((ip for net, ip in peer.networks if net in self.networks), None)
+            if address is None:
+                raise DeployError(f"{peer.name} shares no network with {NGINX}")
+            lines.append(f"{indent}server {address}:{port}{params};")
+        start, end = self.server.span()
+        pinned = self.rendered[:start] + "\n".join(lines) + "\n" + self.rendered[end:]
+        self.run(f"cat >{NGINX_CONF}.new && mv {NGINX_CONF}.new {NGINX_CONF}", stdin=pinned)
+        self.run("nginx -t -q && nginx -s reload")
+        self.wait_reloaded()
+
+    def unpin(self) -> None:
+        """The config rendered again from the templates (`app` through DNS), reloaded."""
+        self.run("sh -s", stdin=RELOAD.read_text())
+        self.wait_reloaded()
+
+    def wait_reloaded(self) -> None:
+        """Until the old workers have exited: nothing runs on the previous peer list."""
+        deadline = time.monotonic() + RELOADED_WITHIN
+        while self.run(OLD_WORKERS).strip() != "0":
+            if time.monotonic() > deadline:
+                raise DeployError(f"nginx's old workers still run after {RELOADED_WITHIN:.0f} s")
+            time.sleep(POLL)
+
+
+def start(count: int, image: str) -> Replica:
+    """One more replica of the new image, healthy; removed again when it is not."""
+    before = {r.id for r in replicas(running=False)}
+    compose(
+        "up", "--no-start", "--no-deps", "--no-recreate",
+        "--scale", f"{SERVICE}={count + 1}", SERVICE,
+    )  # fmt: skip
+    created = [r for r in replicas(running=False) if r.id not in before]
+    if len(created) != 1:
+        for extra in created:
+            remove(extra.id)
+        raise DeployError(f"compose made {len(created)} new {SERVICE} replicas, not 1")
+    [new] = created
+    # Started without its restart policy until it is healthy: one that exits stays down.
+    run("docker", "update", "--restart", "no", new.id)
+    run("docker", "start", new.id)
+    try:
+        wait_healthy(new, image)
+    except DeployError as exc:
+        remove(new.id)
+        raise DeployError(f"{exc}; removed it, the old replicas keep serving") from None
+    run("docker", "update", "--restart", new.restart, new.id)
+    [started] = [r for r in replicas() if r.id == new.id]  # with its addresses
+    return started
 
 
 def deploy() -> None:
-    started = time.monotonic()
+    began = time.monotonic()
     image = app_image()
     log(f"building {image}")
     compose("build", SERVICE)
@@ -221,40 +280,25 @@ def deploy() -> None:
     if not old:
         raise DeployError(f"no {SERVICE} replica is running: start the stack first")
     count = len(old)
-    try:
-        trial(image)
-    except DeployError as exc:
-        raise DeployError(f"{exc}; removed it, the old replicas keep serving") from None
+    nginx = Nginx()
     log(f"replacing {count} replicas with {image}, one at a time")
-    for replica in old:
-        before = {r.id for r in replicas(running=False)}
-        compose(
-            "up", "--no-start", "--no-deps", "--no-recreate",
-            "--scale", f"{SERVICE}={count + 1}", SERVICE,
-        )  # fmt: skip
-        created = [r for r in replicas(running=False) if r.id not in before]
-        if len(created) != 1:
-            raise DeployError(f"compose made {len(created)} new {SERVICE} replicas, not 1")
-        [new] = created
-        # Started without its restart policy until it is healthy: a replica that exits stays
-        # down and leaves nginx's view once, instead of coming and going with each restart
-        # (each time nginx waits out its connect timeout on an address gone silent).
-        run("docker", "update", "--restart", "no", new.id)
-        run("docker", "start", new.id)
-        try:
-            wait_healthy(new, image)
-            wait_routed(new, count + 1)
-        except DeployError as exc:
-            remove(new.id)
-            raise DeployError(f"{exc}; removed it, the old replicas keep serving") from None
-        run("docker", "update", "--restart", new.restart, new.id)
-        drain(replica, count + 1)
-        log(f"{new.name} serves, {replica.name} drained and removed")
+    try:
+        serving = list(old)
+        nginx.pin(serving)
+        for leaving in old:
+            new = start(count, image)
+            serving = [r for r in serving if r is not leaving] + [new]
+            nginx.pin(serving)
+            wait_routed(new, count)
+            remove(leaving.id)  # nginx sends it nothing any more: SIGTERM, graceful
+            log(f"{new.name} serves, {leaving.name} out of nginx and removed")
+    finally:
+        nginx.unpin()
     left = replicas()
     stale = [r.name for r in left if r.image != new_image]
     if len(left) != count or stale:
         raise DeployError(f"ended with {len(left)} replicas, not on {image}: {stale}")
-    log(f"{count} replicas on {image} in {time.monotonic() - started:.1f} s")
+    log(f"{count} replicas on {image} in {time.monotonic() - began:.1f} s")
 
 
 def main(argv: Sequence[str]) -> int:

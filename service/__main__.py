@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 
 import uvloop
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from service import drain, logs, one_write, tracing
+from service import logs, one_write, tracing
 from service.app import create_app
 from service.settings import EX_CONFIG, ConfigError, Settings
 
@@ -35,7 +36,9 @@ def hypercorn_config(settings: Settings) -> Config:
 
 async def run(settings: Settings) -> None:
     stop = asyncio.Event()
-    signals = drain.Signals(asyncio.get_running_loop(), stop)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     log = logs.get_logger()
     log.info("starting", port=settings.port, redis_timeout=settings.redis_timeout)
     # On SIGTERM Hypercorn stops accepting, lets in-flight requests finish within
@@ -43,7 +46,6 @@ async def run(settings: Settings) -> None:
     app = create_app(settings, tracer_provider=tracing.tracer_provider(settings))
     one_write.install(settings.hypercorn_one_write)
     await serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)
-    await signals.hold()  # a drained replica stays up, refusing connections, until SIGTERM
     log.info("stopped")
 
 

@@ -312,20 +312,38 @@ def tests() -> dict[str, Any]:
             wait = minutes(window.wait)
             # The first rate exists one step in; the alert fires `for` later.
             fires_at = 1 + wait
+            burn = [(fires_at + 2, per_step)]
+            evals = [
+                {"eval_time": f"{fires_at - 1}m", "alertname": slo.alert, "exp_alerts": []},
+                {
+                    "eval_time": f"{fires_at + 1}m",
+                    "alertname": slo.alert,
+                    "exp_alerts": [expected(slo, window)],
+                },
+            ]
+            name = (
+                f"{slo.name}: a steady {window.burn_rate:g}x burn fires the"
+                f" {window.long}/{window.short} {window.severity} after {window.wait}"
+            )
+            if not index:
+                # The fastest page resolves once its short window holds no more of the burn
+                # (the stack tier sees one fire live; this is its end, without the wait).
+                short = minutes(window.short)
+                burn.append((short + 3, 0))
+                evals.append(
+                    {
+                        "eval_time": f"{fires_at + 2 + short + 1}m",
+                        "alertname": slo.alert,
+                        "exp_alerts": [],
+                    }
+                )
+                name += f", and is resolved once its {window.short} window holds none of it"
             cases.append(
                 {
-                    "name": f"{slo.name}: a steady {window.burn_rate:g}x burn fires the"
-                    f" {window.long}/{window.short} {window.severity} after {window.wait}",
+                    "name": name,
                     "interval": "1m",
-                    "input_series": series(slo, [(fires_at + 2, per_step)]),
-                    "alert_rule_test": [
-                        {"eval_time": f"{fires_at - 1}m", "alertname": slo.alert, "exp_alerts": []},
-                        {
-                            "eval_time": f"{fires_at + 1}m",
-                            "alertname": slo.alert,
-                            "exp_alerts": [expected(slo, window)],
-                        },
-                    ],
+                    "input_series": series(slo, burn),
+                    "alert_rule_test": evals,
                 }
             )
         # A blip after a clean day: half the bad requests the fastest page needs in its

@@ -206,6 +206,7 @@ class ClusterLoad(Load):
         key = uuid.uuid4().hex
         deadline = time.monotonic() + COUNT_DEADLINE
         turn = 0
+        last: dict[str, str] = {}  # each host's last answer, for the message
         while True:
             url = self.urls[turn % len(self.urls)]
             turn += 1
@@ -216,10 +217,11 @@ class ClusterLoad(Load):
                 if response.status_code == 200:
                     count: int = response.json()["count"]
                     return count
-            except httpx.TransportError:
-                pass
+                last[url] = f"{response.status_code} {response.text[:80]!r}"
+            except httpx.TransportError as exc:
+                last[url] = repr(exc)
             if time.monotonic() > deadline:
-                raise AssertionError(f"no host counted within {COUNT_DEADLINE} s")
+                raise AssertionError(f"no host counted within {COUNT_DEADLINE} s: {last}")
             time.sleep(0.2)
 
     def finish(self, fault: str, fault_at: float) -> Row:

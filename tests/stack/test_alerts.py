@@ -7,7 +7,6 @@ margin for this machine: polls with a deadline, never a client-side timing asser
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,12 +40,6 @@ def rule(alertname: str, **labels: str) -> dict[str, Any]:
 
 def deadline(alertname: str, **labels: str) -> int:
     return seconds(rule(alertname, **labels)["for"]) + PIPELINE + GROUP_WAIT + MARGIN
-
-
-def short_window(burn: dict[str, Any]) -> str:
-    """The short window of a burn-rate rule: the second ratio its expression reads."""
-    windows: list[str] = re.findall(r"ratio_rate(\w+)\{", burn["expr"])
-    return windows[1]
 
 
 def notified(
@@ -105,7 +98,7 @@ def test_a_killed_replica_notifies_replica_down_without_all_down(
     assert notified(stack, "TallyAllReplicasDown", "firing", before) is None
 
 
-def test_redis_stopped_pages_redis_down_and_the_availability_burn_then_both_resolve(
+def test_redis_stopped_pages_redis_down_and_the_availability_burn_and_redis_down_resolves(
     stack: Stack, restore: None, traffic: None
 ) -> None:
     page = {"severity": "page", "window": "1h"}
@@ -139,10 +132,5 @@ def test_redis_stopped_pages_redis_down_and_the_availability_burn_then_both_reso
         "TallyRedisDown resolved at the webhook",
         interval=1,
     )
-    # The burn ends once the short window (5m) no longer holds the outage's errors.
-    wait_until(
-        lambda: notified(stack, "TallyAvailabilityBudgetBurn", "resolved", before, **page),
-        seconds(short_window(rule("TallyAvailabilityBudgetBurn", **page))) + PIPELINE + MARGIN * 2,
-        "the availability page resolved at the webhook",
-        interval=2,
-    )
+    # The page's end is the rule's (promtool's "is resolved once its 5m window holds none
+    # of it"): waiting for it here would add that window to this tier for no other check.

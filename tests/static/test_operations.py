@@ -7,17 +7,15 @@ import re
 import yaml
 
 from ops import deploy, rotate_secrets
-from service import drain
 from tests.faults.operations import USERS
 from tests.support import ROOT
 
 
-def test_the_deploy_waits_for_the_file_a_drained_replica_writes() -> None:
-    # tempfile's directory in the container is /tmp (no TMPDIR), a tmpfs there.
-    assert f"/tmp/{drain.DRAINED_NAME}" == deploy.DRAINED
-    app = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["app"]
-    assert "/tmp" in app["tmpfs"]
-    assert "TMPDIR" not in app["environment"]
+def test_the_deploy_finds_the_one_upstream_server_line_it_pins_in_the_template() -> None:
+    template = (ROOT / "ops" / "nginx" / "templates" / "tally.conf.template").read_text()
+    [server] = deploy.RESOLVED.findall(template)
+    assert server[1:3] == ("app", "8000")
+    assert deploy.RELOAD.exists()
 
 
 def test_the_rotation_covers_every_redis_user_the_secrets_service_makes() -> None:
