@@ -100,11 +100,13 @@ format: install ## apply ruff's formatting and fixes
 docs: install ## write the README's settings tables and .env.example from the declarations
 	$(UV) run --frozen python ops/configuration.py
 
-dashboards: install ## regenerate ops/grafana/dashboards/*.json from ops/grafana/dashboards.py
+dashboards: install ## regenerate ops/grafana/dashboards/*.json from ops/grafana/dashboards.py (and the Swarm files that name them)
 	$(UV) run --frozen python ops/grafana/dashboards.py
+	$(UV) run --frozen python ops/swarm/render.py
 
-slo: install ## regenerate ops/prometheus/rules/slo.yml and its tests from ops/prometheus/slo.py
+slo: install ## regenerate ops/prometheus/rules/slo.yml and its tests from ops/prometheus/slo.py (and the Swarm files that name them)
 	$(UV) run --frozen python ops/prometheus/slo.py
+	$(UV) run --frozen python ops/swarm/render.py
 
 load: install ## headless load test (USERS, SPAWN_RATE, DURATION, LOAD_HOST); reports in loadtest/reports/ (REPORTS)
 	mkdir -p $(REPORTS)

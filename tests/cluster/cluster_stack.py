@@ -171,9 +171,9 @@ class ClusterStack:
         info = self.cli(host, service, "info", "replication")
         return next((line[5:] for line in info.splitlines() if line.startswith("role:")), "")
 
-    def app_hosts(self) -> list[str]:
-        """The host of each running app task, as the managers see it."""
-        for host in self.live():
+    def app_hosts(self, among: list[Host] | None = None) -> list[str]:
+        """The host of each running app task, as the managers (on `among`) see it."""
+        for host in among if among is not None else self.live():
             result = host.docker(
                 "service", "ps", f"{STACK}_app", "--filter", "desired-state=running",
                 "--format", "{{.Node}} {{.CurrentState}}", check=False, timeout=20,

@@ -1,5 +1,6 @@
-"""Faults on three hosts under the exactly-once load: a host killed, a rollout, a partition,
-a manager lost, a power cut of the leader; the count checked exactly after each."""
+"""Faults on three hosts under the exactly-once load: a host killed, a rollout, a partition
+of the primary's host and of another, a manager lost, a power cut of the leader; the count
+checked exactly after each."""
 
 from __future__ import annotations
 
@@ -62,6 +63,12 @@ def primary_onto(stack: ClusterStack, target: Host) -> tuple[Host, str]:
         stack.cli(target, sentinel, "sentinel", "failover", SERVICE, port=26379)
         promoted_elsewhere(stack, host)
     raise AssertionError(f"the primary never landed on {target.name}")
+
+
+def leads(host: Host) -> bool:
+    """Whether `host` is the swarm's leader, as it says itself."""
+    out = host.docker("node", "inspect", "self", "--format", "{{.ManagerStatus.Leader}}")
+    return out.stdout.strip() == "true"
 
 
 def assert_exactly_once(row: Row, load: Load) -> None:
@@ -167,6 +174,39 @@ def test_the_primarys_host_cut_off_stops_writing_and_rejoins_as_a_replica(
     assert_exactly_once(row, load)
 
 
+def test_a_host_without_the_primary_cut_off_the_others_count_and_take_its_tasks(
+    stack: ClusterStack, faults: list[Fault]
+) -> None:
+    """Every host runs a Redis node and a Sentinel in this layout, so the host with app
+    tasks only that a larger cluster has is, here, one with a replica beside them: neither
+    the primary's host nor the swarm's leader."""
+    primary, _ = settle(stack)
+    host = next(h for h in stack.cluster.hosts if h is not primary and not leads(h))
+    others = [h for h in stack.cluster.hosts if h is not host]
+    with ClusterLoad(stack.urls) as load:
+        load.run_past(load.started, 2)
+        fault_at = time.monotonic()
+        host.cut()
+        try:
+            wait_until(
+                lambda: len(apps := stack.app_hosts(others)) == 3 and host.name not in apps,
+                DEADLINE, f"{host.name}'s app tasks replaced on the others", interval=1,
+            )  # fmt: skip
+            load.run_past(time.monotonic(), 2)
+        finally:
+            host.reconnect()
+        healed = time.monotonic()
+        wait_until(stack.settled, DEADLINE, "both replicas in sync again", interval=1)
+        load.run_past(healed, 2)
+    row = load.finish(f"host without the primary cut off ({host.name})", fault_at)
+    record(stack, faults, row, load, fault_at)
+    assert_exactly_once(row, load)
+    # Through the other hosts every request was answered, and answered 200: only the cut
+    # host's own address went unanswered (the client moved on from it).
+    answered = [a for a in load.attempts if a.started >= fault_at and a.status]
+    assert [a for a in answered if a.status != 200] == [], load.failures(fault_at)
+
+
 def test_one_manager_lost_the_swarm_still_takes_updates_and_gets_it_back(
     stack: ClusterStack, faults: list[Fault]
 ) -> None:
@@ -206,11 +246,7 @@ def test_one_manager_lost_the_swarm_still_takes_updates_and_gets_it_back(
 def test_the_leader_and_primarys_host_loses_power_and_counting_resumes(
     stack: ClusterStack, faults: list[Fault]
 ) -> None:
-    leader = next(
-        h for h in stack.cluster.hosts
-        if h.docker("node", "inspect", "self", "--format", "{{.ManagerStatus.Leader}}")
-        .stdout.strip() == "true"
-    )  # fmt: skip
+    leader = next(h for h in stack.cluster.hosts if leads(h))
     host, _ = primary_onto(stack, leader)
     with ClusterLoad(stack.urls) as load:
         load.run_past(load.started, 2)
