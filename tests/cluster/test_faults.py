@@ -37,6 +37,10 @@ def settle(stack: ClusterStack) -> tuple[Host, str]:
     """Every host answers and one primary has both replicas: where that primary is."""
     wait_until(stack.every_node_ready, DEADLINE, "/readyz on every host", interval=1)
     wait_until(stack.settled, DEADLINE, "one primary, two replicas in sync", interval=1)
+    # A manager back from a fault can leave the swarm without a leader for tens of seconds.
+    wait_until(
+        lambda: any(leads(h) for h in stack.cluster.hosts), DEADLINE, "a swarm leader", 1
+    )  # fmt: skip
     found = stack.primary()
     assert found is not None
     return found
@@ -66,9 +70,12 @@ def primary_onto(stack: ClusterStack, target: Host) -> tuple[Host, str]:
 
 
 def leads(host: Host) -> bool:
-    """Whether `host` is the swarm's leader, as it says itself."""
-    out = host.docker("node", "inspect", "self", "--format", "{{.ManagerStatus.Leader}}")
-    return out.stdout.strip() == "true"
+    """Whether `host` is the swarm's leader, as it says itself (not while it has none)."""
+    out = host.docker(
+        "node", "inspect", "self", "--format", "{{.ManagerStatus.Leader}}",
+        check=False, timeout=20,
+    )  # fmt: skip
+    return out.returncode == 0 and out.stdout.strip() == "true"
 
 
 def assert_exactly_once(row: Row, load: Load) -> None:
