@@ -14,13 +14,14 @@ should be (bench/results/client-cost.md).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -30,9 +31,11 @@ RESULTS = ROOT / "bench" / "results" / "client-cost.md"
 
 
 def parsers() -> dict[str, Any]:
+    """redis-py's own parser for the protocol it speaks by default (RESP3 without hiredis:
+    its DefaultParser), and hiredis's when installed (its DefaultParser then)."""
     from redis.asyncio import connection
 
-    found = {"python": connection.DefaultParser}
+    found: dict[str, Any] = {"python": connection._AsyncRESP3Parser}  # type: ignore[attr-defined]
     if connection.HIREDIS_AVAILABLE:  # type: ignore[attr-defined]
         found["hiredis"] = connection._AsyncHiredisParser  # type: ignore[attr-defined]
     return found
@@ -50,7 +53,7 @@ def child(parser: str, calls: int) -> None:
             await counter.increment(f"{os.getpid():08x}{i:024x}", client_key=False)
         await counter.close()
 
-    asyncio.run(run())
+    uvloop.run(run())  # the app's loop (service/__main__.py)
 
 
 def instructions(parser: str, calls: int) -> int:
