@@ -42,6 +42,15 @@ from_nodes() {
   echo "$best"
 }
 
+# Whether a node other than this one answers as a replica.
+other_replica() {
+  for node in $REDIS_NODES; do
+    [ "$(ip_of "$node")" != "$me" ] || continue
+    cli -h "$node" info replication | grep -q '^role:slave' && return 0
+  done
+  return 1
+}
+
 case ${1:-} in
 sentinel)
   primary=$(from_nodes)
@@ -62,11 +71,16 @@ node)
   shift
   me=$(ip_of "$(cat /etc/hostname)")
   # During a failover the Sentinels still name the primary that is gone: wait (at
-  # most 60 s) until the one they name answers, then follow it.
+  # most 60 s) until the one they name answers, then follow it. When they name this
+  # node (the primary, restarted on its old address, as Swarm may give it) and another
+  # node is still a replica, wait for their failover too: starting as the primary again
+  # would have the replicas resync from this node's older files, dropping writes they
+  # acknowledged. With no other node up, this one is the primary (a cold start).
   primary=
   for _ in $(seq 60); do
     primary=$(from_sentinels)
-    if [ -z "$primary" ] || [ "$primary" = "$me" ] || cli -h "$primary" ping | grep -q PONG; then
+    if [ "$primary" = "$me" ] && ! other_replica; then break; fi
+    if [ -z "$primary" ] || { [ "$primary" != "$me" ] && cli -h "$primary" ping | grep -q PONG; }; then
       break
     fi
     sleep 1
