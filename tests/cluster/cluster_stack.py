@@ -36,7 +36,7 @@ SERVICE_LABEL = "com.docker.swarm.service.name"
 DEPLOY = 420.0
 # A host that does not answer is left alone this long by a worker (a load balancer's check).
 NODE_DOWN_S = 3.0
-COUNT_DEADLINE = 120.0
+COUNT_DEADLINE = 300.0  # a host back from a fault may take minutes to serve again
 
 
 @dataclass
