@@ -19,8 +19,9 @@ from tests.swarm.swarm_stack import SwarmStack
 
 RECEIVER = ROOT / "tests" / "stack" / "alert_receiver.py"
 # TallyRedisDown's `for` (30 s), a scrape and an evaluation, the page route's group wait
-# (30 s), with room for this busy machine: a deadline to poll, not a timing assertion.
-DEADLINE = 150
+# (30 s), and Alertmanager's task replaced for the new secret, with room for this busy
+# machine: a deadline to poll, not a timing assertion.
+DEADLINE = 300
 
 
 @pytest.fixture
