@@ -15,8 +15,6 @@ should be (bench/results/client-cost.md).
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,8 @@ import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.cost import cachegrind  # noqa: E402 (the checkout, on the path above)
+
 WARMUP = int(os.environ.get("COST_WARMUP", "500"))
 CALLS = int(os.environ.get("COST_REQUESTS", "2000"))
 RESULTS = ROOT / "bench" / "results" / "client-cost.md"
@@ -57,16 +57,8 @@ def child(parser: str, calls: int) -> None:
 
 
 def instructions(parser: str, calls: int) -> int:
-    result = subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no",
-         "--cachegrind-out-file=/dev/null",
-         sys.executable, __file__, "--child", parser, str(calls)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, check=False,
-    )  # fmt: skip
-    found = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
-    if result.returncode != 0 or found is None:
-        sys.exit(f"client_cost: {parser} failed:\n{result.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return cachegrind([__file__, "--child", parser, str(calls)], env, f"client_cost: {parser}")
 
 
 def main() -> None:

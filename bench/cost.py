@@ -163,14 +163,20 @@ def stack_defaults() -> dict[str, str]:
 def instructions(variant: str, requests: int, endpoint: str) -> int:
     env = {**stack_defaults(), **os.environ, "PYTHONHASHSEED": "0"}
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    return cachegrind([__file__, "--child", variant, str(requests)], env, f"cost: {variant}")
+
+
+def cachegrind(script: list[str], env: dict[str, str], what: str) -> int:
+    """The instructions `python script...` runs, counted by valgrind's cachegrind; exits
+    naming `what` when the run fails."""
     result = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-         sys.executable, __file__, "--child", variant, str(requests)],
+         sys.executable, *script],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     found = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
     if result.returncode != 0 or found is None:
-        sys.exit(f"cost: {variant} failed:\n{result.stderr[-2000:]}")
+        sys.exit(f"{what} failed:\n{result.stderr[-2000:]}")
     return int(found.group(1).replace(",", ""))
 
 
