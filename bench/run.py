@@ -1,6 +1,6 @@
 """make bench: tally with everything on against bare Quart, Flask and FastAPI baselines.
 
-Eight variants, each 3 replicas behind nginx: tally; tally-lean (tracing off, no access
+Nine variants, each 3 replicas behind nginx: tally; tally-lean (tracing off, no access
 line: what those two cost); tally-ha (compose.ha.yaml: Sentinel and a WAIT for one
 replica after each increment, what high availability costs); bare Quart + Hypercorn
 with the exactly-once script and with a plain INCR (bench/bare.py: the framework's own
@@ -8,7 +8,9 @@ baseline, and the script's cost); Flask on gunicorn with a plain INCR; FastAPI o
 uvicorn with a plain INCR (bench/fastapi/: what a Python user would pick for this job
 today); tally's own image, everything on, served by uvicorn instead of Hypercorn
 (bench/compose.uvicorn.yaml: what the server costs tally). Those last two are
-measurements only: neither is shipped, and neither is a supported way to run tally.
+measurements only: neither is shipped, and neither is a supported way to run tally. And
+a candidate: tally's image with hiredis added (bench/compose.hiredis.yaml), the A/B that
+decides whether tally adopts redis-py's C reply parser.
 Each container's CPU time is read from its cgroup around every measured run, so the
 results hold CPU per request per component (replicas, nginx, Redis), and, with Redis's
 own time per exactly-once script call (INFO commandstats), a capacity model: how many
@@ -59,6 +61,8 @@ NO_PROBES = "bench/compose.noprobes.yaml"
 # The two uvicorn rows' overrides; the second extends the app image named BENCH_APP_IMAGE.
 FASTAPI = "bench/compose.fastapi.yaml"
 UVICORN = "bench/compose.uvicorn.yaml"
+# The candidate row: tally's image with hiredis added (it too extends BENCH_APP_IMAGE).
+HIREDIS = "bench/compose.hiredis.yaml"
 # The components whose CPU per request the results break down, by compose service.
 COMPONENTS = ("app", "nginx", "redis")
 # The targets each run states the status of (docs/PERFORMANCE.md, "Targets"): tally's
@@ -695,6 +699,7 @@ class Lineup(NamedTuple):
     flask: Variant
     fastapi: Variant
     uvicorn: Variant
+    hiredis: Variant
     tally_noprobes: Variant
     flask_noprobes: Variant
 
@@ -760,6 +765,14 @@ def lineup() -> Lineup:
             True,
             {"BENCH_APP_IMAGE": APP_IMAGE},
         ),
+        # A candidate, measured before it is adopted: the same image with hiredis added.
+        Variant(
+            "tally with hiredis (tally's image plus redis-py's C reply parser; a candidate)",
+            "hiredis",
+            ["compose.yaml", HIREDIS],
+            True,
+            {"BENCH_APP_IMAGE": APP_IMAGE},
+        ),
         # Controls for the open loop: the same two stacks without health probes.
         Variant(
             "tally, no health probes (control)",
@@ -780,9 +793,8 @@ def lineup() -> Lineup:
 
 def report(variants: Lineup, results: dict[Variant, Measured]) -> str:
     """The results file: the table, the ratios, CPU per request and the capacity model."""
-    tally, lean, ha, bare_once, bare, flask, fastapi, uvicorn, tally_noprobes, flask_noprobes = (
-        variants
-    )
+    (tally, lean, ha, bare_once, bare, flask, fastapi, uvicorn, hiredis, tally_noprobes,
+     flask_noprobes) = variants  # fmt: skip
     rate = results[flask].fixed[0].rate
     header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
               "RSS per replica (MiB)"]  # fmt: skip
@@ -829,7 +841,8 @@ def report(variants: Lineup, results: dict[Variant, Measured]) -> str:
             f" tally / bare exactly-once {rps_ratio(tally, bare_once, c)},"
             f" tally-lean / bare plain INCR {rps_ratio(lean, bare, c)},"
             f" bare plain INCR / Flask {rps_ratio(bare, flask, c)},"
-            f" tally-ha / tally {rps_ratio(ha, tally, c)}"
+            f" tally-ha / tally {rps_ratio(ha, tally, c)},"
+            f" tally-with-hiredis / tally {rps_ratio(hiredis, tally, c)}"
             for c in CONNECTIONS
         ),
         f"- p99 at {rate:,.0f} req/s (open loop): tally"

@@ -8,7 +8,7 @@ import os
 import pytest
 import yaml
 
-from bench.run import APP_IMAGE, FASTAPI, NO_PROBES, SERVICES, UVICORN
+from bench.run import APP_IMAGE, FASTAPI, HIREDIS, NO_PROBES, SERVICES, UVICORN
 from tests.support import ROOT, run
 
 
@@ -55,24 +55,32 @@ def test_the_fastapi_rows_override_is_valid() -> None:
     run("docker", "compose", "-f", "compose.yaml", "-f", FASTAPI, "config", "-q")
 
 
-def test_tally_on_uvicorn_is_tallys_own_app_on_the_image_the_bench_measures() -> None:
-    """bench/compose.uvicorn.yaml builds FROM the app image bench/run.py measures (which it
-    must be told) and serves the ASGI app `python -m service` would, with uvicorn."""
+@pytest.mark.parametrize("override", [UVICORN, HIREDIS])
+def test_the_rows_that_change_one_thing_extend_the_image_the_bench_measures(
+    override: str,
+) -> None:
+    """bench/compose.uvicorn.yaml and bench/compose.hiredis.yaml build FROM the app image
+    bench/run.py measures (which they must be told), adding their packages to it; the
+    uvicorn row serves the ASGI app `python -m service` would, the hiredis row runs the
+    image's own command."""
     without = {name: value for name, value in os.environ.items() if name != "BENCH_APP_IMAGE"}
     unset = run(
-        "docker", "compose", "-f", "compose.yaml", "-f", UVICORN, "config", "-q",
+        "docker", "compose", "-f", "compose.yaml", "-f", override, "config", "-q",
         check=False, env=without,
     )  # fmt: skip
     assert unset.returncode != 0
     assert "BENCH_APP_IMAGE" in unset.stderr
     env = {**os.environ, "BENCH_APP_IMAGE": APP_IMAGE}
-    config = yaml.safe_load(
-        run(
-            "docker", "compose", "-f", "compose.yaml", "-f", UVICORN, "config", "app", env=env
-        ).stdout
-    )
-    app = config["services"]["app"]
+    compose = ["docker", "compose", "-f", "compose.yaml"]
+    app = yaml.safe_load(run(*compose, "-f", override, "config", "app", env=env).stdout)
+    app = app["services"]["app"]
+    shipped = yaml.safe_load(run(*compose, "config", "app").stdout)["services"]["app"]
     assert app["build"]["args"]["TALLY_APP_IMAGE"] == APP_IMAGE
-    assert app["command"][:2] == ["uvicorn", "service.asgi:app"]
+    assert app["build"]["args"]["PACKAGES"]
+    assert app["image"] != shipped["image"]
+    if override == UVICORN:
+        assert app["command"][:2] == ["uvicorn", "service.asgi:app"]
+    else:
+        assert app.get("command") == shipped.get("command")
     dockerfile = (ROOT / app["build"]["context"] / "Dockerfile").read_text()
     assert "FROM ${TALLY_APP_IMAGE}" in dockerfile
