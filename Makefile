@@ -42,20 +42,8 @@ install: ## install the locked Python dependencies into .venv (installs uv if mi
 # Each tier is a folder of tests/ and runs by its path, so a run collects no other tier's
 # conftest; what a tier needs beyond Python (Chromium, a swarm) its target or its own
 # fixtures bring.
-# make test runs the two Swarm tiers beside the others, in a pytest of their own: the
-# cluster's engines are its own, and the single-node swarm's stacks have their own names
-# and ports on this machine's engine. Their output waits in SWARM_LOG until both runs end;
-# either failing fails make test, and an interrupt stops both.
-SWARM_TIERS = tests/swarm tests/cluster
-SWARM_LOG = .swarm-tiers.log
-test: install lint install-browser ## every tier (what CI runs): lint, unit, static, config, integration, stack, browser, load, faults; swarm and cluster beside them
-	@$(PYTEST) -p no:cacheprovider $(SWARM_TIERS) > $(SWARM_LOG) 2>&1 & beside=$$!; \
-	trap 'kill -TERM $$beside 2>/dev/null; wait $$beside' INT TERM; \
-	echo "$(SWARM_TIERS): running beside, output in $(SWARM_LOG)"; \
-	$(PYTEST) tests/unit tests/static tests/config tests/integration tests/stack tests/browser tests/load tests/faults; \
-	here=$$?; wait $$beside; swarm=$$?; \
-	echo "==== $(SWARM_TIERS), run beside the tiers above ===="; cat $(SWARM_LOG); \
-	exit $$(( here || swarm ))
+test: install lint install-browser ## every tier (what CI runs): lint, unit, static, config, integration, stack, browser, load, faults, swarm, cluster
+	$(PYTEST) tests/unit tests/static tests/config tests/integration tests/stack tests/browser tests/load tests/faults tests/swarm tests/cluster
 
 test-fast: install lint ## lint, unit and static: no Docker at all, well under two minutes
 	$(PYTEST) tests/unit tests/static

@@ -50,16 +50,11 @@ def test_every_link_of_the_docs_leads_to_a_file_in_the_repository(path: Path) ->
 
 
 def test_the_readme_lists_the_tiers_make_test_runs_in_its_order() -> None:
-    """The tiers in order, then the ones run beside them (SWARM_TIERS)."""
     makefile = (ROOT / "Makefile").read_text()
     target = re.search(r"^test:([^#\n]*).*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
     assert target, "no test target in the Makefile"
     prerequisites, recipe = target.groups()
-    beside = re.search(r"^SWARM_TIERS = (.*)$", makefile, re.MULTILINE)
-    assert beside, "no SWARM_TIERS in the Makefile"
-    assert recipe.count("$(PYTEST)") == 2, "make test runs the in-order tiers and SWARM_TIERS"
     run = ["lint"] * ("lint" in prerequisites.split()) + re.findall(r"tests/(\w+)", recipe)
-    run += re.findall(r"tests/(\w+)", beside.group(1))
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## Run the tests\n", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| (\w+) \|", section, re.MULTILINE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -90,16 +89,3 @@ def test_with_a_terminal_the_table_is_printed_under_its_name(tmp_path: Path) -> 
         "| replica killed | 1 | 0 |",
         f"recorded in {path}",
     ]
-
-
-def record_rounds(path: Path, name: str) -> None:
-    for round_ in range(5):
-        record_table(name, HEADER, [[name, round_, 0]], path)
-
-
-def test_processes_recording_at_once_keep_every_table(tmp_path: Path) -> None:
-    path = tmp_path / "r.md"
-    names = [f"Tier {n}" for n in range(6)]
-    with ProcessPoolExecutor(len(names)) as pool:
-        list(pool.map(record_rounds, [path] * len(names), names))
-    assert tables(path) == {name: [f"| {name} | 4 | 0 |"] for name in names}
