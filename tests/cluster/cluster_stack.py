@@ -184,6 +184,36 @@ class ClusterStack:
                 )
         return []
 
+    def state(self) -> str:
+        """For a failure's report: each live host's containers and the last lines of its
+        nginx and app logs, the nodes and the stack's tasks as a manager sees them."""
+        parts = []
+        for host in self.live():
+            listed = host.docker(
+                "ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Status}}", check=False, timeout=20
+            )
+            parts.append(
+                f"{host.name} ({host.address}), docker ps -a:\n{listed.stdout}{listed.stderr}"
+            )
+            for line in listed.stdout.splitlines():
+                if f"{STACK}_nginx." in line or f"{STACK}_app." in line:
+                    logs = host.docker(
+                        "logs", "--tail", "8", line.split()[0], check=False, timeout=20
+                    )
+                    parts.append(f"  {line}, its last log lines:\n{logs.stdout}{logs.stderr}")
+        for host in self.live():
+            nodes = host.docker("node", "ls", check=False, timeout=20)
+            if nodes.returncode == 0:
+                tasks = host.docker(
+                    "stack", "ps", "--no-trunc", "--format",
+                    "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
+                    STACK, check=False, timeout=30,
+                )  # fmt: skip
+                parts.append(f"docker node ls on {host.name}:\n{nodes.stdout}")
+                parts.append(f"docker stack ps {STACK}:\n{tasks.stdout}{tasks.stderr}")
+                break
+        return "\n".join(parts)
+
 
 class ClusterLoad(Load):
     """The exactly-once load over every host: each request to the next host in turn, a

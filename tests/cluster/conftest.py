@@ -71,6 +71,16 @@ def faults() -> list[Fault]:
     return FAULTS
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A test that fails with the stack up reports the cluster's state as it found it."""
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.failed and call.when == "call" and isinstance(stack, ClusterStack):
+        report.sections.append(("cluster state at the failure", stack.state()))
+    return report
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if FAULTS:
         record_table(
