@@ -197,10 +197,12 @@ class ClusterStack:
             )
             for line in listed.stdout.splitlines():
                 if f"{STACK}_nginx." in line or f"{STACK}_app." in line:
-                    logs = host.docker(
-                        "logs", "--tail", "8", line.split()[0], check=False, timeout=20
-                    )
-                    parts.append(f"  {line}, its last log lines:\n{logs.stdout}{logs.stderr}")
+                    logs = host.docker("logs", line.split()[0], check=False, timeout=30)
+                    lines = (logs.stdout + logs.stderr).splitlines()
+                    # An app's 500 logs its exception as unhandled_exception.
+                    unhandled = [entry for entry in lines if "unhandled_exception" in entry]
+                    shown = "\n".join(unhandled[-2:] + lines[-8:])
+                    parts.append(f"  {line}, its last log lines:\n{shown}")
         for host in self.live():
             nodes = host.docker("node", "ls", check=False, timeout=20)
             if nodes.returncode == 0:

@@ -93,14 +93,44 @@ def test_a_webhook_secret_set_on_swarm_gets_prometheus_alert(
     exporter = swarm_stack.service("redis-exporter")
     run("docker", "service", "scale", "--detach", f"{exporter}=0")
     try:
-        found = wait_until(
-            lambda: firing(receiver, "TallyRedisDown"),
-            DEADLINE,
-            "TallyRedisDown at the webhook double",
-            interval=2,
-        )
+        try:
+            found = wait_until(
+                lambda: firing(receiver, "TallyRedisDown"),
+                DEADLINE,
+                "TallyRedisDown at the webhook double",
+                interval=2,
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{path_of_the_alert(swarm_stack, receiver)}") from None
         assert found is not None
         assert found["receiver"] == "page"
     finally:
         # The webhook stays set: its double goes with this test, and the stack with the tier.
         run("docker", "service", "scale", "--detach", f"{exporter}=1")
+
+
+def path_of_the_alert(stack: SwarmStack, receiver: str) -> str:
+    """For a failure: where the alert got to, hop by hop (Prometheus's rule, the
+    Alertmanagers it sends to, Alertmanager's alerts, what the double received)."""
+    parts = []
+    for what, ask in (
+        ("Prometheus, ALERTS", lambda: stack.prometheus('ALERTS{alertname="TallyRedisDown"}')),
+        ("Prometheus, redis_instance_info", lambda: stack.prometheus("redis_instance_info")),
+        ("Prometheus, the exporter's up", lambda: stack.prometheus('up{job="redis"}')),
+        ("Prometheus, its Alertmanagers",
+         lambda: api(stack, "prometheus", 9090, "/api/v1/alertmanagers")),
+        ("Alertmanager, its alerts", lambda: api(stack, "alertmanager", 9093, "/api/v2/alerts")),
+        ("the double's log",
+         lambda: run("docker", "service", "logs", "--raw", receiver).stdout[-2000:]),
+    ):  # fmt: skip
+        try:
+            parts.append(f"{what}: {ask()}")
+        except Exception as exc:  # each hop's own failure is part of the story
+            parts.append(f"{what}: could not ask ({exc!r})")
+    return "\n".join(parts)
+
+
+def api(stack: SwarmStack, service: str, port: int, path: str) -> str:
+    container = stack.containers(service)[0]
+    url = f"http://127.0.0.1:{port}{path}"
+    return run("docker", "exec", container, "wget", "-qO-", url).stdout[-2000:]
