@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.run import CONNECTIONS
 from tests.support import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -59,3 +60,17 @@ def test_the_readme_lists_the_tiers_make_test_runs_in_its_order() -> None:
     section = readme.split("\n## Run the tests\n", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| (\w+) \|", section, re.MULTILINE)
     assert listed[1:] == run  # after the header row's "tier"
+
+
+def test_the_readmes_price_of_the_server_is_the_latest_bench_runs() -> None:
+    """The README names what Hypercorn costs with the ratios bench/results/latest.md has."""
+    latest = (ROOT / "bench" / "results" / "latest.md").read_text()
+    ratios = [
+        re.search(rf"^- at {c} connections: .*?tally / tally-on-uvicorn ([\d.]+)", latest, re.M)
+        for c in CONNECTIONS
+    ]
+    assert all(ratios), "bench/results/latest.md has no tally / tally-on-uvicorn ratios"
+    figures = " and ".join(match.group(1) for match in ratios if match)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    counts = " and ".join(map(str, CONNECTIONS))
+    assert f"tally / tally-on-uvicorn {figures} at {counts} connections" in readme

@@ -182,3 +182,22 @@ def test_the_report_prints_the_ratios_targets_and_capacity_model() -> None:
     # 400 µs app-side, 20 µs Redis: 50,000 req/s a primary, 2,500 a core of app host.
     assert "one Redis primary: 50,000 req/s" in text
     assert f"app hosts per Redis primary: {50_000 / (2_500 * (os.cpu_count() or 1)):.1f}" in text
+
+
+def test_a_missed_target_gives_what_the_run_measured_of_its_reason() -> None:
+    variants = lineup()
+    results = {v: measured(2000.0, 0.030, {"app": 800.0, "nginx": 100.0}) for v in variants}
+    results[variants.uvicorn] = measured(3000.0, 0.030, {"app": 450.0, "nginx": 100.0})
+    results[variants.tally] = measured(2000.0, 0.040, {"app": 800.0, "nginx": 100.0})
+    results[variants.tally_noprobes] = measured(2000.0, 0.009, {})
+    results[variants.flask_noprobes] = measured(2000.0, 0.004, {})
+    text = report(variants, results)
+    assert (
+        "| tally / Flask >= 1.25 at 32 and 128 connections | **missed**: 1.00 and 1.00"
+        " | the server: tally's own image on uvicorn / Flask 1.50 and 1.50; the replicas'"
+        " CPU per request 800 µs and 800 µs on Hypercorn, 450 µs and 450 µs on uvicorn |"
+    ) in text
+    assert (
+        "| tally's p99 at the fixed load <= Flask's | **missed**: 40.0 ms against 30.0 ms"
+        " | without health probes (the controls): tally 9.0 ms, Flask 4.0 ms |"
+    ) in text
