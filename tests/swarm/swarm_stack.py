@@ -191,14 +191,16 @@ class SwarmStack:
         self.extra_images.append(image)
         return image
 
+    def ask(self, service: str, port: int, path: str) -> str:
+        """GET `path` from a service's own port, inside its task (nothing is published)."""
+        container = self.containers(service)[0]
+        url = f"http://127.0.0.1:{port}{path}"
+        return run("docker", "exec", container, "wget", "-qO-", url).stdout
+
     def prometheus(self, expr: str) -> list[dict[str, Any]]:
         """An instant query, asked inside Prometheus's task (its UI is not published)."""
-        container = self.containers("prometheus")[0]
         query = urllib.parse.urlencode({"query": expr})
-        out = run(
-            "docker", "exec", container, "wget", "-qO-",
-            f"http://127.0.0.1:9090/api/v1/query?{query}",
-        ).stdout  # fmt: skip
+        out = self.ask("prometheus", 9090, f"/api/v1/query?{query}")
         result: list[dict[str, Any]] = json.loads(out)["data"]["result"]
         return result
 

@@ -118,8 +118,9 @@ def path_of_the_alert(stack: SwarmStack, receiver: str) -> str:
         ("Prometheus, redis_instance_info", lambda: stack.prometheus("redis_instance_info")),
         ("Prometheus, the exporter's up", lambda: stack.prometheus('up{job="redis"}')),
         ("Prometheus, its Alertmanagers",
-         lambda: api(stack, "prometheus", 9090, "/api/v1/alertmanagers")),
-        ("Alertmanager, its alerts", lambda: api(stack, "alertmanager", 9093, "/api/v2/alerts")),
+         lambda: stack.ask("prometheus", 9090, "/api/v1/alertmanagers")[-2000:]),
+        ("Alertmanager, its alerts",
+         lambda: stack.ask("alertmanager", 9093, "/api/v2/alerts")[-2000:]),
         ("the double's log",
          lambda: run("docker", "service", "logs", "--raw", receiver).stdout[-2000:]),
     ):  # fmt: skip
@@ -128,9 +129,3 @@ def path_of_the_alert(stack: SwarmStack, receiver: str) -> str:
         except Exception as exc:  # each hop's own failure is part of the story
             parts.append(f"{what}: could not ask ({exc!r})")
     return "\n".join(parts)
-
-
-def api(stack: SwarmStack, service: str, port: int, path: str) -> str:
-    container = stack.containers(service)[0]
-    url = f"http://127.0.0.1:{port}{path}"
-    return run("docker", "exec", container, "wget", "-qO-", url).stdout[-2000:]
