@@ -222,7 +222,10 @@ class Counter:
         try:
             async with asyncio.timeout(self._timeout):
                 result = await command
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError, RuntimeError) as exc:
+            # RuntimeError: uvloop's, for a write to a pooled connection whose socket the
+            # peer already closed ("the handler is closed"), where asyncio's loop raises
+            # an OSError. redis-py has dropped that connection; the caller gets a 503.
             ended = time.perf_counter()
             error = type(exc).__name__
             self._observe(name, ended - started, False)

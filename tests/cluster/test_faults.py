@@ -223,12 +223,16 @@ def test_a_host_without_the_primary_cut_off_the_others_count_and_take_its_tasks(
     row = load.finish(f"host without the primary cut off ({host.name})", fault_at)
     record(stack, faults, row, load, fault_at)
     assert_exactly_once(row, load)
-    # The replicas never failed to count (no 503 from one: the primary kept a replica).
-    # What a client can meet is nginx's own: a request in flight to the cut-off host's
-    # task when the link went, or sent there before the managers replaced it, that its
-    # retries could not rescue (a 504 or 502), retried by the client with its key.
-    refused = [a for a in load.attempts if a.started >= fault_at and a.status >= 500]
-    assert [a for a in refused if a.served_by] == [], load.failures(fault_at)
+    # A replica never failed: what it may answer is the refusal it is built to give, a
+    # 503 with Retry-After, while the primary has no replica acknowledging. That happens
+    # when the managers also take a live host for lost and restart its tasks once it
+    # answers again: seen here, with its Redis node among them. The rest a client meets
+    # is nginx's own: a request in flight to the cut-off host's task, or sent there
+    # before the managers replaced it, that nginx's retries could not rescue (a 504/502).
+    # Every one of them was retried by the client with its key (assert_exactly_once).
+    failed = [a for a in load.attempts if a.started >= fault_at and a.status >= 500]
+    refused = [a for a in failed if a.served_by and not (a.status == 503 and a.retry_after)]
+    assert refused == [], load.failures(fault_at)
 
 
 def test_one_manager_lost_the_swarm_still_takes_updates_and_gets_it_back(

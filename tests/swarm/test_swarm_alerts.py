@@ -8,7 +8,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,8 +21,11 @@ from tests.swarm.swarm_stack import SwarmStack
 RECEIVER = ROOT / "tests" / "stack" / "alert_receiver.py"
 # TallyRedisDown's `for` (30 s), a scrape and an evaluation, the page route's group wait
 # (30 s), and Alertmanager's task replaced for the new secret, with room for this busy
-# machine: a deadline to poll, not a timing assertion.
-DEADLINE = 300
+# machine: a deadline to poll, not a timing assertion. A full CI run once took 4.5 min
+# from the exporter gone to the alert firing; the deadline leaves room past that.
+DEADLINE = 600
+# How far back the failure report reads each series: past the deadline.
+LOOKBACK = "12m"
 
 
 @pytest.fixture
@@ -91,6 +95,7 @@ def test_a_webhook_secret_set_on_swarm_gets_prometheus_alert(
     wait_until(swarm_stack.converged, 120, "Alertmanager running again with its secret")
     # The exporter gone is Redis unseen: TallyRedisDown pages, and nothing is served less.
     exporter = swarm_stack.service("redis-exporter")
+    scaled_at = time.time()
     run("docker", "service", "scale", "--detach", f"{exporter}=0")
     try:
         try:
@@ -101,7 +106,8 @@ def test_a_webhook_secret_set_on_swarm_gets_prometheus_alert(
                 interval=2,
             )
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{path_of_the_alert(swarm_stack, receiver)}") from None
+            path = path_of_the_alert(swarm_stack, receiver, scaled_at)
+            raise AssertionError(f"{exc}\n{path}") from None
         assert found is not None
         assert found["receiver"] == "page"
     finally:
@@ -109,23 +115,53 @@ def test_a_webhook_secret_set_on_swarm_gets_prometheus_alert(
         run("docker", "service", "scale", "--detach", f"{exporter}=1")
 
 
-def path_of_the_alert(stack: SwarmStack, receiver: str) -> str:
-    """For a failure: where the alert got to, hop by hop (Prometheus's rule, the
-    Alertmanagers it sends to, Alertmanager's alerts, what the double received)."""
-    parts = []
-    for what, ask in (
-        ("Prometheus, ALERTS", lambda: stack.prometheus('ALERTS{alertname="TallyRedisDown"}')),
-        ("Prometheus, redis_instance_info", lambda: stack.prometheus("redis_instance_info")),
-        ("Prometheus, the exporter's up", lambda: stack.prometheus('up{job="redis"}')),
+def path_of_the_alert(stack: SwarmStack, receiver: str, scaled_at: float) -> str:
+    """For a failure: where the alert got to, hop by hop, and when (the exporter's scrapes,
+    Prometheus's rule, the Alertmanagers it sends to, Alertmanager's alerts and log, what
+    the double received)."""
+    parts = [f"the exporter scaled to 0 at {clock(scaled_at)}"]
+    hops: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("Prometheus, the exporter's up", lambda: changes(stack, f'up{{job="redis"}}[{LOOKBACK}]')),
+        ("Prometheus, the primary's redis_instance_info",
+         lambda: changes(stack, f'redis_instance_info{{role="master"}}[{LOOKBACK}]')),
+        ("Prometheus, ALERTS",
+         lambda: changes(stack, f'ALERTS{{alertname="TallyRedisDown"}}[{LOOKBACK}]')),
+        ("Prometheus, the redis scrape",
+         lambda: stack.ask("prometheus", 9090, "/api/v1/targets?scrapePool=redis")[-1500:]),
         ("Prometheus, its Alertmanagers",
          lambda: stack.ask("prometheus", 9090, "/api/v1/alertmanagers")[-2000:]),
         ("Alertmanager, its alerts",
          lambda: stack.ask("alertmanager", 9093, "/api/v2/alerts")[-2000:]),
-        ("the double's log",
-         lambda: run("docker", "service", "logs", "--raw", receiver).stdout[-2000:]),
-    ):  # fmt: skip
+        ("Alertmanager, its log",
+         lambda: service_log(stack.service("alertmanager"))),
+        ("the double's log", lambda: service_log(receiver)),
+    )  # fmt: skip
+    for what, ask in hops:
         try:
             parts.append(f"{what}: {ask()}")
         except Exception as exc:  # each hop's own failure is part of the story
             parts.append(f"{what}: could not ask ({exc!r})")
     return "\n".join(parts)
+
+
+def clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(at))
+
+
+def changes(stack: SwarmStack, selector: str) -> str:
+    """Each series of a range selector as the times its value changed: a timeline."""
+    lines = []
+    for series in stack.prometheus(selector):
+        labels = {k: v for k, v in series["metric"].items() if k not in ("__name__", "job")}
+        points, last = [], None
+        for at, value in series["values"]:
+            if value != last:
+                points.append(f"{clock(float(at))}={value}")
+                last = value
+        ended = clock(float(series["values"][-1][0])) if series["values"] else "-"
+        lines.append(f"{labels}: {' '.join(points)} (last sample {ended})")
+    return "\n  " + "\n  ".join(lines) if lines else "no samples"
+
+
+def service_log(service: str) -> str:
+    return run("docker", "service", "logs", "--raw", "--tail", "40", service).stdout[-2000:]
