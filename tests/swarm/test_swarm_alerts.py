@@ -24,8 +24,8 @@ RECEIVER = ROOT / "tests" / "stack" / "alert_receiver.py"
 # machine: a deadline to poll, not a timing assertion. A full CI run once took 4.5 min
 # from the exporter gone to the alert firing; the deadline leaves room past that.
 DEADLINE = 600
-# How far back the failure report reads each series: past the deadline.
-LOOKBACK = "12m"
+# How far back the failure report reads each series: the deadline and two minutes more.
+LOOKBACK = f"{DEADLINE // 60 + 2}m"
 # The labels that tell a timeline's series apart (redis_instance_info has a dozen).
 SHOWN_LABELS = ("instance", "role", "alertstate")
 
