@@ -37,6 +37,11 @@ DEPLOY = 420.0
 # A host that does not answer is left alone this long by a worker (a load balancer's check).
 NODE_DOWN_S = 3.0
 COUNT_DEADLINE = 300.0  # a host back from a fault may take minutes to serve again
+# How long the load retries a request, and waits for a 200 once a fault is over: after a
+# partition or a lost leader, the managers can take a live host for lost for minutes (two,
+# seen here) and restart its Redis node and Sentinel when it answers again; counting waits
+# for that node's resync, or for a failover when it held the primary.
+RECOVERY = 180.0
 
 
 @dataclass
@@ -184,6 +189,37 @@ class ClusterStack:
                 )
         return []
 
+    def brief(self) -> str:
+        """The cluster in one line, for a failure's summary line (CI shows that line):
+        each live host's Redis role and good replicas, what its Sentinel names as the
+        primary, and the nodes as a manager sees them."""
+        parts = []
+        for host in self.live():
+            for service in REDIS:
+                info = self.cli(host, service, "info", "replication")
+                if info:
+                    fields = dict(
+                        line.split(":", 1) for line in info.splitlines() if ":" in line
+                    )  # fmt: skip
+                    good = fields.get("min_slaves_good_slaves", "-")
+                    parts.append(f"{host.name} {service} {fields.get('role', '?')} good={good}")
+            for sentinel in SENTINELS:
+                if self.containers(host, sentinel):
+                    named = self.cli(
+                        host, sentinel, "sentinel", "get-master-addr-by-name", SERVICE,
+                        port=26379,
+                    ).split("\n")[0]  # fmt: skip
+                    parts.append(f"{sentinel} names {named or '?'}")
+        for host in self.live():
+            nodes = host.docker(
+                "node", "ls", "--format", "{{.Hostname}}={{.Status}}/{{.ManagerStatus}}",
+                check=False, timeout=20,
+            )  # fmt: skip
+            if nodes.returncode == 0:
+                parts.append("nodes " + " ".join(nodes.stdout.split()))
+                break
+        return "; ".join(parts)
+
     def state(self) -> str:
         """For a failure's report: each live host's containers and the last lines of its
         nginx and app logs, the nodes and the stack's tasks as a manager sees them."""
@@ -221,8 +257,8 @@ class ClusterLoad(Load):
     """The exactly-once load over every host: each request to the next host in turn, a
     retry (same key) to another one, and a host that failed skipped for a few seconds."""
 
-    def __init__(self, urls: list[str], retry: bool = True, give_up_after: float = 60) -> None:
-        super().__init__(urls[0], retry=retry, give_up_after=give_up_after)
+    def __init__(self, urls: list[str], retry: bool = True) -> None:
+        super().__init__(urls[0], retry=retry, give_up_after=RECOVERY, stalled=RECOVERY)
         self.urls = urls
         self.down_until: dict[str, float] = {}
 

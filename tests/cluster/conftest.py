@@ -78,6 +78,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     stack = getattr(item, "funcargs", {}).get("stack")
     if report.failed and call.when == "call" and isinstance(stack, ClusterStack):
         report.sections.append(("cluster state at the failure", stack.state()))
+        # The summary line is the crash message's first line: the cluster in brief goes
+        # there, where a CI log that keeps only its tail still shows it.
+        crash = getattr(report.longrepr, "reprcrash", None)
+        if crash is not None:
+            first, newline, rest = crash.message.partition("\n")
+            crash.message = f"{first} [cluster: {stack.brief()}]{newline}{rest}"
     return report
 
 

@@ -89,6 +89,7 @@ class Load:
     concurrency: int = 8
     retry: bool = True
     give_up_after: float = 15.0
+    stalled: float = STALLED
     attempts: list[Attempt] = field(default_factory=list)
     acked: dict[str, int] = field(default_factory=dict)
     unresolved: int = 0
@@ -124,14 +125,14 @@ class Load:
         self.run_for(seconds)
         wait_until(
             lambda: sum(1 for a in self.attempts if a.started >= since) >= attempts,
-            STALLED, f"{attempts} attempts since +{since - self.started:.1f}s",
+            self.stalled, f"{attempts} attempts since +{since - self.started:.1f}s",
         )  # fmt: skip
 
     def run_until_served(self, since: float) -> None:
         """Run until an attempt started after `since` gets a 200: the service recovered."""
         wait_until(
             lambda: any(a.status == 200 and a.started > since for a in self.attempts),
-            STALLED, "a 200 after the fault was over",
+            self.stalled, "a 200 after the fault was over",
         )  # fmt: skip
 
     async def _run(self) -> None:
