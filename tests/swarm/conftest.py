@@ -35,6 +35,11 @@ TITLES = {
     "test_swarm_ha": "Swarm: Redis failover under load (stack-ha.yaml)",
 }
 SCENARIOS: dict[str, list[Scenario]] = {}
+# An alert's way from the fault to the page, each hop in seconds after the fault.
+ALERT_TITLE = "Swarm: an alert's way to the page"
+ALERT_HEADER = ["alert", "secret set, Alertmanager back (s)", "up 0 after (s)",
+                "pending after (s)", "firing after (s)", "at the webhook after (s)"]  # fmt: skip
+ALERT_PATHS: list[list[str]] = []
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +70,13 @@ def scenarios(request: pytest.FixtureRequest) -> list[Scenario]:
     return SCENARIOS.setdefault(TITLES.get(module, module), [])
 
 
+@pytest.fixture
+def alert_paths() -> list[list[str]]:
+    return ALERT_PATHS
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for title, scenarios in SCENARIOS.items():
         rows = [scenario.cells() for scenario in scenarios]
         record_table(title, HEADER, rows, terminal=terminalreporter)
+    record_table(ALERT_TITLE, ALERT_HEADER, ALERT_PATHS, terminal=terminalreporter)

@@ -90,8 +90,9 @@ def firing(service: str, alertname: str) -> dict[str, Any] | None:
 
 
 def test_a_webhook_secret_set_on_swarm_gets_prometheus_alert(
-    swarm_stack: SwarmStack, receiver: str
+    swarm_stack: SwarmStack, receiver: str, alert_paths: list[list[str]]
 ) -> None:
+    started = time.time()
     out = set_webhook(swarm_stack, f"http://{receiver}:{PORT}/\n")
     assert "restarted with it" in out
     wait_until(swarm_stack.converged, 120, "Alertmanager running again with its secret")
@@ -110,11 +111,43 @@ def test_a_webhook_secret_set_on_swarm_gets_prometheus_alert(
         except AssertionError as exc:
             path = path_of_the_alert(swarm_stack, receiver, scaled_at)
             raise AssertionError(f"{exc}\n{path}") from None
+        paged_at = time.time()
         assert found is not None
         assert found["receiver"] == "page"
+        alert_paths.append(way_to_the_page(swarm_stack, started, scaled_at, paged_at))
     finally:
         # The webhook stays set: its double goes with this test, and the stack with the tier.
         run("docker", "service", "scale", "--detach", f"{exporter}=1")
+
+
+def way_to_the_page(
+    stack: SwarmStack, started: float, scaled_at: float, paged_at: float
+) -> list[str]:
+    """The results table's row: how long the secret took, then each hop of the alert after
+    the exporter was scaled to 0, read back from Prometheus (the webhook's time is the
+    poll's that saw it, up to 2 s late)."""
+    hops = (
+        f'up{{job="redis"}}[{LOOKBACK}]',
+        f'ALERTS{{alertname="TallyRedisDown", alertstate="pending"}}[{LOOKBACK}]',
+        f'ALERTS{{alertname="TallyRedisDown", alertstate="firing"}}[{LOOKBACK}]',
+    )
+    values = ("0", "1", "1")
+    cells = [f"{scaled_at - started:.1f}"]
+    for selector, value in zip(hops, values, strict=True):
+        seen = first_sample(stack, selector, value, scaled_at)
+        cells.append("-" if seen is None else f"{seen - scaled_at:.1f}")
+    return ["TallyRedisDown (redis_exporter scaled to 0)", *cells, f"{paged_at - scaled_at:.1f}"]
+
+
+def first_sample(stack: SwarmStack, selector: str, value: str, after: float) -> float | None:
+    """The time of the first sample of a range selector equal to `value`, after `after`."""
+    times = [
+        float(at)
+        for series in stack.prometheus(selector)
+        for at, sample in series["values"]
+        if sample == value and float(at) >= after
+    ]
+    return min(times, default=None)
 
 
 def path_of_the_alert(stack: SwarmStack, receiver: str, scaled_at: float) -> str:
