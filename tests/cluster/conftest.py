@@ -82,8 +82,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         # there, where a CI log that keeps only its tail still shows it.
         crash = getattr(report.longrepr, "reprcrash", None)
         if crash is not None:
+            try:
+                brief = stack.brief()
+            except Exception as exc:  # a host that hangs must not hide the failure itself
+                brief = f"could not ask ({exc!r})"
             first, newline, rest = crash.message.partition("\n")
-            crash.message = f"{first} [cluster: {stack.brief()}]{newline}{rest}"
+            crash.message = f"{first} [cluster: {brief}]{newline}{rest}"
     return report
 
 
