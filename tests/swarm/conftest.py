@@ -37,8 +37,9 @@ TITLES = {
 SCENARIOS: dict[str, list[Scenario]] = {}
 # An alert's way from the fault to the page, each hop in seconds after the fault.
 ALERT_TITLE = "Swarm: an alert's way to the page"
-ALERT_HEADER = ["alert", "secret set, Alertmanager back (s)", "up 0 after (s)",
-                "pending after (s)", "firing after (s)", "at the webhook after (s)"]  # fmt: skip
+ALERT_HEADER = ["alert", "secret set, Alertmanager back (s)", "the scrape's up, each change (s)",
+                "primary last sampled (s)", "pending after (s)", "firing after (s)",
+                "at the webhook after (s)"]  # fmt: skip
 ALERT_PATHS: list[list[str]] = []
 
 

@@ -125,29 +125,37 @@ def way_to_the_page(
 ) -> list[str]:
     """The results table's row: how long the secret took, then each hop of the alert after
     the exporter was scaled to 0, read back from Prometheus (the webhook's time is the
-    poll's that saw it, up to 2 s late)."""
-    hops = (
-        f'up{{job="redis"}}[{LOOKBACK}]',
-        f'ALERTS{{alertname="TallyRedisDown", alertstate="pending"}}[{LOOKBACK}]',
-        f'ALERTS{{alertname="TallyRedisDown", alertstate="firing"}}[{LOOKBACK}]',
-    )
-    values = ("0", "1", "1")
-    cells = [f"{scaled_at - started:.1f}"]
-    for selector, value in zip(hops, values, strict=True):
-        seen = first_sample(stack, selector, value, scaled_at)
-        cells.append("-" if seen is None else f"{seen - scaled_at:.1f}")
-    return ["TallyRedisDown (redis_exporter scaled to 0)", *cells, f"{paged_at - scaled_at:.1f}"]
+    poll's that saw it, up to 2 s late). The scrape's `up` is given as each change, and
+    the primary's series by its last sample: a slow page says there which hop it was."""
 
+    def samples(selector: str) -> list[tuple[float, str]]:
+        return sorted(
+            (float(at), value)
+            for series in stack.prometheus(f"{selector}[{LOOKBACK}]")
+            for at, value in series["values"]
+            if float(at) >= scaled_at
+        )
 
-def first_sample(stack: SwarmStack, selector: str, value: str, after: float) -> float | None:
-    """The time of the first sample of a range selector equal to `value`, after `after`."""
-    times = [
-        float(at)
-        for series in stack.prometheus(selector)
-        for at, sample in series["values"]
-        if sample == value and float(at) >= after
+    def after(at: float | None) -> str:
+        return "-" if at is None else f"{at - scaled_at:.1f}"
+
+    changes, last = [], None
+    for at, value in samples('up{job="redis"}'):
+        if value != last:
+            changes.append(f"{value} at {after(at)}")
+            last = value
+    primary = samples('redis_instance_info{job="redis", role="master"}')
+    pending = samples('ALERTS{alertname="TallyRedisDown", alertstate="pending"}')
+    firing = samples('ALERTS{alertname="TallyRedisDown", alertstate="firing"}')
+    return [
+        "TallyRedisDown (redis_exporter scaled to 0)",
+        f"{scaled_at - started:.1f}",
+        ", ".join(changes) or "-",
+        after(primary[-1][0] if primary else None),
+        after(pending[0][0] if pending else None),
+        after(firing[0][0] if firing else None),
+        after(paged_at),
     ]
-    return min(times, default=None)
 
 
 def path_of_the_alert(stack: SwarmStack, receiver: str, scaled_at: float) -> str:
