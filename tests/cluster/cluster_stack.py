@@ -155,16 +155,17 @@ class ClusterStack:
         """Where the primary is, as every Sentinel on the given hosts (default: live) names it."""
         hosts = among if among is not None else self.live()
         named = {
-            self.cli(host, s, "sentinel", "get-master-addr-by-name", SERVICE, port=26379).split(
-                "\n"
-            )[0]
-            for host in hosts
-            for s in SENTINELS
-            if self.containers(host, s)
+            self.named(host, s) for host in hosts for s in SENTINELS if self.containers(host, s)
         }
         if len(named) != 1 or not (address := named.pop()):
             return None
         return self.redis_at(address)
+
+    def named(self, host: Host, sentinel: str) -> str:
+        """The primary's address as the Sentinel on `host` names it ('' when it does not)."""
+        answer = self.cli(host, sentinel, "sentinel", "get-master-addr-by-name", SERVICE,
+                          port=26379)  # fmt: skip
+        return answer.split("\n")[0]
 
     def settled(self) -> bool:
         found = self.primary()
@@ -205,20 +206,22 @@ class ClusterStack:
                     parts.append(f"{host.name} {service} {fields.get('role', '?')} good={good}")
             for sentinel in SENTINELS:
                 if self.containers(host, sentinel):
-                    named = self.cli(
-                        host, sentinel, "sentinel", "get-master-addr-by-name", SERVICE,
-                        port=26379,
-                    ).split("\n")[0]  # fmt: skip
-                    parts.append(f"{sentinel} names {named or '?'}")
-        for host in self.live():
-            nodes = host.docker(
-                "node", "ls", "--format", "{{.Hostname}}={{.Status}}/{{.ManagerStatus}}",
-                check=False, timeout=20,
-            )  # fmt: skip
-            if nodes.returncode == 0:
-                parts.append("nodes " + " ".join(nodes.stdout.split()))
-                break
+                    parts.append(f"{sentinel} names {self.named(host, sentinel) or '?'}")
+        found = self.ask_a_manager(
+            "node", "ls", "--format", "{{.Hostname}}={{.Status}}/{{.ManagerStatus}}"
+        )
+        if found is not None:
+            parts.append("nodes " + " ".join(found[1].split()))
         return "; ".join(parts)
+
+    def ask_a_manager(self, *args: str) -> tuple[Host, str] | None:
+        """A docker command on the first live host whose manager answers it: that host and
+        its output (None when no manager answers, as while the swarm has no leader)."""
+        for host in self.live():
+            result = host.docker(*args, check=False, timeout=20)
+            if result.returncode == 0:
+                return host, result.stdout
+        return None
 
     def state(self) -> str:
         """For a failure's report: each live host's containers and the last lines of its
@@ -239,17 +242,16 @@ class ClusterStack:
                     unhandled = [entry for entry in lines if "unhandled_exception" in entry]
                     shown = "\n".join(unhandled[-2:] + lines[-8:])
                     parts.append(f"  {line}, its last log lines:\n{shown}")
-        for host in self.live():
-            nodes = host.docker("node", "ls", check=False, timeout=20)
-            if nodes.returncode == 0:
-                tasks = host.docker(
-                    "stack", "ps", "--no-trunc", "--format",
-                    "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
-                    STACK, check=False, timeout=30,
-                )  # fmt: skip
-                parts.append(f"docker node ls on {host.name}:\n{nodes.stdout}")
-                parts.append(f"docker stack ps {STACK}:\n{tasks.stdout}{tasks.stderr}")
-                break
+        found = self.ask_a_manager("node", "ls")
+        if found is not None:
+            host, nodes = found
+            tasks = host.docker(
+                "stack", "ps", "--no-trunc", "--format",
+                "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
+                STACK, check=False, timeout=30,
+            )  # fmt: skip
+            parts.append(f"docker node ls on {host.name}:\n{nodes}")
+            parts.append(f"docker stack ps {STACK}:\n{tasks.stdout}{tasks.stderr}")
         return "\n".join(parts)
 
 

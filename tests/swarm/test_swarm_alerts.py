@@ -139,18 +139,14 @@ def way_to_the_page(
     def after(at: float | None) -> str:
         return "-" if at is None else f"{at - scaled_at:.1f}"
 
-    changes, last = [], None
-    for at, value in samples('up{job="redis"}'):
-        if value != last:
-            changes.append(f"{value} at {after(at)}")
-            last = value
+    up = [f"{value} at {after(at)}" for at, value in transitions(samples('up{job="redis"}'))]
     primary = samples('redis_instance_info{job="redis", role="master"}')
     pending = samples('ALERTS{alertname="TallyRedisDown", alertstate="pending"}')
     firing = samples('ALERTS{alertname="TallyRedisDown", alertstate="firing"}')
     return [
         "TallyRedisDown (redis_exporter scaled to 0)",
         f"{scaled_at - started:.1f}",
-        ", ".join(changes) or "-",
+        ", ".join(up) or "-",
         after(primary[-1][0] if primary else None),
         after(pending[0][0] if pending else None),
         after(firing[0][0] if firing else None),
@@ -196,14 +192,16 @@ def changes(stack: SwarmStack, selector: str) -> str:
     lines = []
     for series in stack.prometheus(selector):
         labels = {k: v for k, v in series["metric"].items() if k in SHOWN_LABELS}
-        points, last = [], None
-        for at, value in series["values"]:
-            if value != last:
-                points.append(f"{clock(float(at))}={value}")
-                last = value
+        values = [(float(at), value) for at, value in series["values"]]
+        points = [f"{clock(at)}={value}" for at, value in transitions(values)]
         ended = clock(float(series["values"][-1][0])) if series["values"] else "-"
         lines.append(f"{labels}: {' '.join(points)} (last sample {ended})")
     return "\n  " + "\n  ".join(lines) if lines else "no samples"
+
+
+def transitions(samples: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    """The samples at which the value changed, the first one included."""
+    return [sample for i, sample in enumerate(samples) if i == 0 or sample[1] != samples[i - 1][1]]
 
 
 def service_log(service: str) -> str:
