@@ -21,8 +21,7 @@ from tests.swarm.swarm_stack import SwarmStack
 RECEIVER = ROOT / "tests" / "stack" / "alert_receiver.py"
 # TallyRedisDown's `for` (30 s), a scrape and an evaluation, the page route's group wait
 # (30 s), and Alertmanager's task replaced for the new secret, with room for this busy
-# machine: a deadline to poll, not a timing assertion. A full CI run once took 4.5 min
-# from the exporter gone to the alert firing; the deadline leaves room past that.
+# machine: a deadline to poll, not a timing assertion.
 DEADLINE = 600
 # How far back the failure report reads each series: the deadline and two minutes more.
 LOOKBACK = f"{DEADLINE // 60 + 2}m"
