@@ -15,6 +15,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
@@ -167,11 +168,15 @@ class ClusterStack:
                           port=26379)  # fmt: skip
         return answer.split("\n")[0]
 
-    def settled(self) -> bool:
+    def settled(self) -> tuple[Host, str] | None:
+        """Where the primary is, once every live Sentinel names it and both replicas are
+        in sync with it; None until then."""
         found = self.primary()
-        return found is not None and "min_slaves_good_slaves:2" in self.cli(
+        if found is not None and "min_slaves_good_slaves:2" in self.cli(
             *found, "info", "replication"
-        )
+        ):
+            return found
+        return None
 
     def role(self, host: Host, service: str) -> str:
         info = self.cli(host, service, "info", "replication")
@@ -224,8 +229,8 @@ class ClusterStack:
         return None
 
     def state(self) -> str:
-        """For a failure's report: each live host's containers and the last lines of its
-        nginx and app logs, the nodes and the stack's tasks as a manager sees them."""
+        """For a failure's report: each live host's containers and the last log lines of
+        each service's two newest, the nodes and the stack's tasks as a manager sees them."""
         parts = []
         for host in self.live():
             listed = host.docker(
@@ -234,8 +239,12 @@ class ClusterStack:
             parts.append(
                 f"{host.name} ({host.address}), docker ps -a:\n{listed.stdout}{listed.stderr}"
             )
+            shown_per_service: Counter[str] = Counter()
             for line in listed.stdout.splitlines():
-                if f"{STACK}_nginx." in line or f"{STACK}_app." in line:
+                # Each service's two newest containers (a crash loop leaves many).
+                service = line.split()[1].split(".")[0] if len(line.split()) > 1 else ""
+                shown_per_service[service] += 1
+                if service.startswith(f"{STACK}_") and shown_per_service[service] <= 2:
                     logs = host.docker("logs", line.split()[0], check=False, timeout=30)
                     lines = (logs.stdout + logs.stderr).splitlines()
                     # An app's 500 logs its exception as unhandled_exception.

@@ -36,14 +36,14 @@ def hosts_back(stack: ClusterStack) -> Iterator[None]:
 def settle(stack: ClusterStack) -> tuple[Host, str]:
     """Every host answers and one primary has both replicas: where that primary is."""
     wait_until(stack.every_node_ready, DEADLINE, "/readyz on every host", interval=1)
-    wait_until(stack.settled, DEADLINE, "one primary, two replicas in sync", interval=1)
-    # A manager back from a fault can leave the swarm without a leader for tens of seconds.
-    wait_until(
-        lambda: any(leads(h) for h in stack.cluster.hosts), DEADLINE, "a swarm leader", 1
-    )  # fmt: skip
-    found = stack.primary()
-    assert found is not None
-    return found
+
+    def steady() -> tuple[Host, str] | None:
+        # A manager back from a fault can leave the swarm without a leader for tens of
+        # seconds; and a Sentinel restarted meanwhile names no primary for a moment, so
+        # the primary is taken from the same look that found it settled.
+        return stack.settled() if any(leads(h) for h in stack.cluster.hosts) else None
+
+    return wait_until(steady, DEADLINE, "one primary, two replicas in sync, a leader", 1)
 
 
 def promoted_elsewhere(stack: ClusterStack, old: Host) -> float:
