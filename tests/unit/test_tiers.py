@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -39,7 +37,6 @@ def test_the_outcome_is_the_failures_and_the_summary_line() -> None:
 def test_both_sides_run_are_reported_and_either_failing_fails_the_run(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
     main_code: int,
     beside_code: int,
 ) -> None:
@@ -48,7 +45,6 @@ def test_both_sides_run_are_reported_and_either_failing_fails_the_run(
         "tests/swarm": (f"FAILED tests/swarm\n{FAILED}" if beside_code else PASSED, beside_code),
     }
     monkeypatch.setattr(tiers, "pytest", fake_pytest(outputs))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the log goes
     code = tiers.main(["tests/a", "tests/b", "--", "tests/swarm"])
     out = capsys.readouterr().out.splitlines()
     assert code == (main_code or beside_code)
