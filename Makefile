@@ -42,13 +42,8 @@ install: ## install the locked Python dependencies into .venv (installs uv if mi
 # Each tier is a folder of tests/ and runs by its path, so a run collects no other tier's
 # conftest; what a tier needs beyond Python (Chromium, a swarm) its target or its own
 # fixtures bring.
-# make test runs the Swarm tiers, which mostly wait on Swarm and Sentinels, in a pytest of
-# their own beside the other tiers (tests/tiers.py).
-TIERS = tests/unit tests/static tests/config tests/integration tests/stack tests/browser tests/load tests/faults
-SWARM_TIERS = tests/swarm tests/cluster
-
-test: install lint install-browser ## every tier (what CI runs): lint, unit, static, config, integration, stack, browser, load, faults, with swarm and cluster beside them
-	$(UV) run --frozen python -m tests.tiers $(TIERS) -- $(SWARM_TIERS)
+test: install lint install-browser ## every tier (what CI runs): lint, unit, static, config, integration, stack, browser, load, faults, swarm, cluster
+	$(PYTEST) tests/unit tests/static tests/config tests/integration tests/stack tests/browser tests/load tests/faults tests/swarm tests/cluster
 
 test-fast: install lint ## lint, unit and static: no Docker at all, well under two minutes
 	$(PYTEST) tests/unit tests/static

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shlex
@@ -69,27 +68,21 @@ def record_table(
       can weigh the times. The file's preamble is rewritten on every call.
     - With `terminal` (pytest's terminal reporter), the table is printed too, under its
       name, with the path it went to.
-    - The file is replaced atomically (a reader sees the old file or the new one), under
-      a lock on its folder: `make test` runs two pytest processes at once, and each
-      records its own tables. Call it once per table at the end of a run (a conftest's
-      `pytest_terminal_summary`).
+    - The file is replaced atomically (a reader sees the old file or the new one). Call it
+      once per table at the end of a run (a conftest's `pytest_terminal_summary`); it is
+      not safe against two processes recording into one file at the same moment.
     """
     rows = [list(row) for row in rows]
     if not rows:
         return path
     table = markdown_table(header, rows)
     section = f"## {name}\n\n{_provenance()}\n\n{table}\n"
+    sections = _sections(path.read_text() if path.exists() else "")
+    sections[name] = section
     path.parent.mkdir(parents=True, exist_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        sections = _sections(path.read_text() if path.exists() else "")
-        sections[name] = section
-        partial = path.with_suffix(".partial")
-        partial.write_text("\n".join([PREAMBLE, *sections.values()]))
-        partial.replace(path)
-    finally:
-        os.close(folder)  # and with it the lock
+    partial = path.with_suffix(".partial")
+    partial.write_text("\n".join([PREAMBLE, *sections.values()]))
+    partial.replace(path)
     if terminal is not None:
         terminal.write_sep("=", name)
         terminal.write_line(table)

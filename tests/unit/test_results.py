@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -90,17 +89,3 @@ def test_with_a_terminal_the_table_is_printed_under_its_name(tmp_path: Path) -> 
         "| replica killed | 1 | 0 |",
         f"recorded in {path}",
     ]
-
-
-def record_often(path: Path, name: str) -> None:
-    for turn in range(20):
-        record_table(name, HEADER, [[name, turn, 0]], path)
-
-
-def test_processes_recording_at_once_keep_every_table(tmp_path: Path) -> None:
-    """`make test` runs two pytest processes that each record their tables."""
-    path = tmp_path / "r.md"
-    names = [f"Table {n}" for n in range(4)]
-    with multiprocessing.get_context("fork").Pool(len(names)) as pool:
-        pool.starmap(record_often, [(path, name) for name in names])
-    assert tables(path) == {name: [f"| {name} | 19 | 0 |"] for name in names}
