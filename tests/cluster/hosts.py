@@ -457,15 +457,20 @@ class Cluster:
 
     @contextlib.contextmanager
     def running(self, images: tuple[str, ...] = ()) -> Iterator[Cluster]:
-        """The cluster for a block; removed however the block ends, SIGTERM included."""
-        previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _interrupt)
+        """The cluster for a block; removed however the block ends, SIGTERM and SIGINT
+        included. SIGINT gets its handler here too: a process started in the background
+        of a shell without job control inherits SIGINT ignored, and Python then keeps it
+        ignored, so Ctrl-C or `kill -INT` would leave the hosts behind."""
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        for sig in previous:
+            signal.signal(sig, _interrupt)
         try:
             self.start(images)
             yield self
         finally:
             self.stop()
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
