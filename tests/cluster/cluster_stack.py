@@ -242,10 +242,11 @@ class ClusterStack:
             shown_per_service: Counter[str] = Counter()
             for line in listed.stdout.splitlines():
                 # Each service's two newest containers (a crash loop leaves many).
-                service = line.split()[1].split(".")[0] if len(line.split()) > 1 else ""
+                container, _, rest = line.partition(" ")
+                service = rest.partition(".")[0]
                 shown_per_service[service] += 1
                 if service.startswith(f"{STACK}_") and shown_per_service[service] <= 2:
-                    logs = host.docker("logs", line.split()[0], check=False, timeout=30)
+                    logs = host.docker("logs", container, check=False, timeout=30)
                     lines = (logs.stdout + logs.stderr).splitlines()
                     # An app's 500 logs its exception as unhandled_exception.
                     unhandled = [entry for entry in lines if "unhandled_exception" in entry]
