@@ -14,6 +14,7 @@ So every failed or slow request has a trace in Tempo; fast successes stay at the
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -40,6 +41,12 @@ from service.settings import Settings
 # or None), and the exception behind a 500. A plain list: most requests end fast and
 # fine, and this is all they pay for the chance of a trace.
 Trail = list[Any]
+
+# At shutdown the spans still queued get this long to reach the endpoint. One that does not
+# answer (the core stack starts no Tempo; Tempo down) would otherwise hold a stopping
+# replica for the exporter's own timeout and retries (10 s) after GRACEFUL_TIMEOUT: into
+# the stop grace period, and into every replica a deploy replaces.
+LAST_FLUSH_S = 2.0
 
 # The trail of the request being answered, when it is not sampled and tracing is on.
 TRAIL: ContextVar[Trail | None] = ContextVar("tally_trail", default=None)
@@ -171,13 +178,34 @@ def tracer_provider(
     )
     # The sampler the SDK makes of OTEL_TRACES_SAMPLER and _ARG, as it reads them.
     configured = TracerProvider(shutdown_on_exit=False).sampler
-    provider = TracerProvider(
-        resource=resource, sampler=KeepRebuilt(configured), id_generator=PinnedIds()
+    provider = BoundedProvider(
+        exporter or ReportedExporter(OTLPSpanExporter(), settings.otel_endpoint),
+        resource=resource,
+        sampler=KeepRebuilt(configured),
+        id_generator=PinnedIds(),
     )
-    exporter = exporter or ReportedExporter(OTLPSpanExporter(), settings.otel_endpoint)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
     get_logger().info("tracing_on", endpoint=settings.otel_endpoint)
     return provider
+
+
+class BoundedProvider(TracerProvider):
+    """The SDK's provider exporting in batches, whose shutdown gives the last flush
+    LAST_FLUSH_S: the SDK waits for that export however long the exporter retries, and
+    shutting the exporter down is what ends its retries."""
+
+    def __init__(self, exporter: SpanExporter, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._exporter = exporter
+        self.add_span_processor(BatchSpanProcessor(exporter))
+
+    def shutdown(self) -> None:
+        cut = threading.Timer(LAST_FLUSH_S, self._exporter.shutdown)
+        cut.daemon = True
+        cut.start()
+        try:
+            super().shutdown()
+        finally:
+            cut.cancel()
 
 
 class ReportedExporter(SpanExporter):
