@@ -4,6 +4,10 @@ three Sentinels; the app answers an increment only once a replica holds it (WAIT
 Same accounting as test_faults.py: every request has its own Idempotency-Key, 503s are
 retried with it, and the count is checked exactly. Each test appends its row to the
 table that `make reliability` prints.
+
+Then, on the same stack, `make rotate-secrets` and `make deploy` to a new tag under load:
+no failed request, the count exact, replication and the Sentinels on the new passwords,
+every replica replaced. They run last: they leave the stack on other passwords and tag.
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ import pytest
 from stack_client import read_count
 from tests.dashboards import panel_queries, without_data
 from tests.faults.ha_stack import NODES, SENTINELS, HAStack
-from tests.faults.harness import MIN_ATTEMPTS, Load, Row, assert_exact
+from tests.faults.harness import MIN_ATTEMPTS, Load, Row, assert_exact, steady
+from tests.faults.operations import (
+    USERS,
+    Operated,
+    assert_clean,
+    assert_rotated,
+    password,
+    under_load,
+)
 from tests.support import run, wait_until
 
 # Sentinel's down-after (2 s) and a failover take seconds; a loaded 2-core machine more.
@@ -25,23 +37,24 @@ from tests.support import run, wait_until
 FAILOVER_DEADLINE = 90
 
 
+class OperatedHAStack(Operated, HAStack):
+    """The HA topology under an app image name of its own, for the deploy's tags."""
+
+
 @pytest.fixture(scope="module")
-def ha() -> Iterator[HAStack]:
-    stack = HAStack()
-    try:
-        stack.start()
+def ha() -> Iterator[OperatedHAStack]:
+    stack = OperatedHAStack()
+    with stack:
         yield stack
-    finally:
-        stack.stop("-v")
 
 
 @pytest.fixture(autouse=True)
-def settled(ha: HAStack) -> Iterator[None]:
-    """Every fault starts from, and leaves behind, all nodes and Sentinels up and agreed."""
+def settled(ha: OperatedHAStack) -> None:
+    """Every test starts from all nodes and Sentinels up and agreed, every replica ready:
+    whatever the test before killed is started again."""
     ha.up()
     wait_until(ha.settled, FAILOVER_DEADLINE, "the HA topology settled", interval=0.5)
-    yield
-    ha.up()
+    wait_until(lambda: steady(ha.url), 60, "every replica ready")
 
 
 def served_again(load: Load, fault_at: float) -> None:
@@ -187,3 +200,38 @@ def test_prometheus_sees_every_node_and_the_failover(ha: HAStack) -> None:
         "TallyRedisFailover firing",
         interval=1,
     )
+
+
+def test_rotate_secrets_on_the_ha_topology_moves_replication_and_sentinels(
+    ha: OperatedHAStack,
+) -> None:
+    old = {user: password(ha, name) for user, name in USERS.items()}
+    with under_load(ha.url) as loads:
+        result = ha.make("rotate-secrets")
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = loads.row("make rotate-secrets, HA topology")
+    assert_clean(row, loads)
+    assert_rotated(ha, old, (*NODES, *SENTINELS))
+    # Each replica logs in to the primary again, now with the new masterauth.
+    primary = ha.primary()
+    for node in NODES:
+        if node != primary:
+            ha.cli(node, "client", "kill", "type", "master")
+    wait_until(ha.settled, 120, "both replicas back in sync, a quorum", 1)
+
+
+def test_deploy_to_a_new_tag_on_the_ha_topology_fails_no_request(ha: OperatedHAStack) -> None:
+    tag = {"TALLY_VERSION": "0.1.0-deploy"}
+    ha.compose("build", "app", env=tag)  # before the load: see test_operations.py
+    before = ha.replicas()
+    with under_load(ha.url) as loads:
+        result = ha.make("deploy", env=tag)
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = loads.row("make deploy, HA topology")
+    assert_clean(row, loads)
+    after = ha.replicas()
+    assert len(after) == len(before)
+    assert {r["image"] for r in after} == {ha.image_id("0.1.0-deploy")}
+    assert not {r["hostname"] for r in after} & {r["hostname"] for r in before}
