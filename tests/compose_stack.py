@@ -32,6 +32,7 @@ class Stack:
     # Alertmanager's waits in seconds for the tests; everything else as shipped.
     files: tuple[str, ...] = ("compose.yaml", "tests/stack/compose.alerts.yaml")
     services: tuple[str, ...] = SERVICES
+    receivers = True
 
     def __init__(self) -> None:
         self.project = f"tally-test-{uuid.uuid4().hex[:8]}"
@@ -83,25 +84,27 @@ class Stack:
         self.stop("-v")
 
     def start(self) -> None:
-        """Bring the stack up with the OTLP receiver in Tempo's place before any replica starts,
-        and a webhook receiver switched on in Alertmanager the way a user does it."""
+        """Bring the stack up; with `receivers`, the OTLP receiver in Tempo's place before
+        any replica starts, and a webhook receiver switched on in Alertmanager the way a
+        user does it."""
         self.compose("build", "app")
-        self.compose("up", "-d", "--wait", "redis")  # creates the networks
-        for name, alias, script in (
-            (self.receiver, "tempo", RECEIVER),
-            (self.alert_receiver, "alert-receiver", ALERT_RECEIVER),
-        ):
-            run(
-                "docker", "run", "-d", "--no-healthcheck", "--name", name,
-                "--network", f"{self.project}_backend", "--network-alias", alias,
-                "--read-only", "--user", "10001", "--cap-drop", "ALL",
-                "-v", f"{script}:/receiver.py:ro",
-                app_image(), "python", "/receiver.py",
+        self.compose("up", "-d", "--wait", "redis")  # the secrets first, and the networks
+        if self.receivers:
+            for name, alias, script in (
+                (self.receiver, "tempo", RECEIVER),
+                (self.alert_receiver, "alert-receiver", ALERT_RECEIVER),
+            ):
+                run(
+                    "docker", "run", "-d", "--no-healthcheck", "--name", name,
+                    "--network", f"{self.project}_backend", "--network-alias", alias,
+                    "--read-only", "--user", "10001", "--cap-drop", "ALL",
+                    "-v", f"{script}:/receiver.py:ro",
+                    app_image(), "python", "/receiver.py",
+                )  # fmt: skip
+            self.compose(
+                "run", "--rm", "--no-deps", "-T", "secrets", "alertmanager_webhook_url",
+                input=f"http://alert-receiver:{ALERT_RECEIVER_PORT}/\n",
             )  # fmt: skip
-        self.compose(
-            "run", "--rm", "--no-deps", "-T", "secrets", "alertmanager_webhook_url",
-            input=f"http://alert-receiver:{ALERT_RECEIVER_PORT}/\n",
-        )  # fmt: skip
         self.up()
 
     def stop(self, *args: str) -> None:
@@ -162,3 +165,11 @@ class Stack:
 
     def count(self) -> int:
         return read_count(self.url)
+
+
+class CoreStack(Stack):
+    """The core stack alone, as `make up` starts it: Redis, the replicas, nginx."""
+
+    files = ("compose.yaml",)
+    services = ("redis", "app", "nginx")
+    receivers = False

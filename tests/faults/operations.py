@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from subprocess import CompletedProcess
 
 from stack_client import read_count
-from tests.compose_stack import Stack
+from tests.compose_stack import CoreStack, Stack
 from tests.faults.harness import MIN_ATTEMPTS, READ_RETRY, Load
 from tests.support import run
 
@@ -140,15 +140,8 @@ class Operated(Stack):
         return run("docker", "image", "inspect", "-f", "{{.Id}}", reference).stdout.strip()
 
 
-class OperatedStack(Operated):
+class OperatedStack(Operated, CoreStack):
     """The core stack: Redis, three replicas, nginx."""
-
-    services = ("redis", "app", "nginx")
-
-    def start(self) -> None:
-        self.compose("build", "app")
-        self.compose("up", "-d", "--wait", "redis")
-        self.up()
 
 
 USERS = {  # each Redis user and its secret file

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from stack_client import read_count
-from tests.compose_stack import Stack
+from tests.compose_stack import CoreStack
 from tests.faults.harness import READ_RETRY, Load, assert_under_load
 from tests.stack.operations import OPERATIONS, Operation
 from tests.support import ROOT, run, wait_until
@@ -24,21 +24,13 @@ from tests.support import ROOT, run, wait_until
 DEADLINE = 120.0
 
 
-class BackupStack(Stack):
+class BackupStack(CoreStack):
     """The core stack (Redis, the replicas, nginx) with a backup folder of its own."""
-
-    files = ("compose.yaml",)
-    services = ("redis", "app", "nginx")
 
     def __init__(self, backups: Path) -> None:
         super().__init__()
         self.backups = backups
         self.env = {**self.env, "BACKUP_DIR": str(backups), "COMPOSE_PROJECT_NAME": self.project}
-
-    def start(self) -> None:
-        self.compose("build", "app")
-        self.compose("up", "-d", "--wait", "redis")  # its secrets first
-        self.up()
 
     def stop(self, *args: str) -> None:
         self.compose(

@@ -17,7 +17,7 @@ import pytest
 
 from checks import balancing
 from stack_client import BROWSER, JSON
-from tests.compose_stack import Stack
+from tests.compose_stack import CoreStack, Stack
 from tests.support import wait_until
 
 
@@ -204,7 +204,7 @@ def test_scaling_is_seen_live_by_nginx_and_prometheus_without_a_restart(stack: S
 
 
 def test_count_survives_down_and_up_and_down_v_erases_it() -> None:
-    with Stack() as own:
+    with CoreStack() as own:
         value = own.count()
         own.stop()
         own.start()
