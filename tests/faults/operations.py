@@ -144,6 +144,31 @@ class OperatedStack(Operated, CoreStack):
     """The core stack: Redis, three replicas, nginx."""
 
 
+def assert_deployed(stack: Operated, operation: str) -> list[dict[str, str]]:
+    """`make deploy` to a new tag under load: it succeeded, nothing failed (assert_clean),
+    and every replica was replaced by one of the new image, which the load's last answers
+    all came from. The replicas after it are returned."""
+    tag = {"TALLY_VERSION": "0.1.0-deploy"}
+    # Built before the load: the deploy's own build is then a cache hit. A build under load
+    # on this shared 2-core machine starves Redis's clients into 503s that are the
+    # machine's, not the deploy's.
+    stack.compose("build", "app", env=tag)
+    before = stack.replicas()
+    with under_load(stack.url) as loads:
+        result = stack.make("deploy", env=tag)
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = loads.row(operation)
+    after = stack.replicas()
+    assert len(after) == len(before)
+    assert {r["image"] for r in after} == {stack.image_id("0.1.0-deploy")}
+    assert not {r["hostname"] for r in after} & {r["hostname"] for r in before}
+    assert_clean(row, loads)
+    last = [a.served_by for a in loads.strict.attempts[-30:]]
+    assert set(last) <= {r["hostname"] for r in after}, last
+    return after
+
+
 USERS = {  # each Redis user and its secret file
     "app": "redis_app_password",
     "exporter": "redis_exporter_password",

@@ -25,6 +25,7 @@ from tests.faults.operations import (
     USERS,
     Operated,
     assert_clean,
+    assert_deployed,
     assert_rotated,
     password,
     under_load,
@@ -222,16 +223,4 @@ def test_rotate_secrets_on_the_ha_topology_moves_replication_and_sentinels(
 
 
 def test_deploy_to_a_new_tag_on_the_ha_topology_fails_no_request(ha: OperatedHAStack) -> None:
-    tag = {"TALLY_VERSION": "0.1.0-deploy"}
-    ha.compose("build", "app", env=tag)  # before the load: see test_operations.py
-    before = ha.replicas()
-    with under_load(ha.url) as loads:
-        result = ha.make("deploy", env=tag)
-    print(result.stdout)
-    assert result.returncode == 0, result.stdout + result.stderr
-    row = loads.row("make deploy, HA topology")
-    assert_clean(row, loads)
-    after = ha.replicas()
-    assert len(after) == len(before)
-    assert {r["image"] for r in after} == {ha.image_id("0.1.0-deploy")}
-    assert not {r["hostname"] for r in after} & {r["hostname"] for r in before}
+    assert_deployed(ha, "make deploy, HA topology")
