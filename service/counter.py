@@ -129,11 +129,17 @@ class Counter:
             # answered. A Sentinel whose host lost power drops packets while its name still
             # resolves: with the whole REDIS_TIMEOUT to connect to each, a dead first one
             # used every request's budget and counting never resumed (the cluster tier's
-            # power cut). A share each leaves time to reach the next.
+            # power cut). The same holds for an answer: a pooled connection to a Sentinel
+            # that went away, or one cut off, takes the request nowhere until its read
+            # times out. A share each, to connect and to answer, leaves time for the next.
             share = settings.redis_timeout / len(settings.redis_sentinels)
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
                 list(settings.redis_sentinels),
-                sentinel_kwargs={**options, "socket_connect_timeout": share},
+                sentinel_kwargs={
+                    **options,
+                    "socket_connect_timeout": share,
+                    "socket_timeout": share,
+                },
             )
             redis: Redis = sentinel.master_for(
                 settings.redis_sentinel_service,

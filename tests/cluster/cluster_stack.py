@@ -119,6 +119,14 @@ class ClusterStack:
     def every_node_ready(self) -> bool:
         return all(self.ready(host) for host in self.cluster.hosts)
 
+    def every_replica_ready(self) -> bool:
+        """/readyz through every host as many times in a row as app tasks run: each host's
+        nginx takes the replicas in turn, so every replica answers through every host."""
+        replicas = len(self.app_hosts())
+        return replicas > 0 and all(
+            self.ready(host) for host in self.cluster.hosts for _ in range(replicas)
+        )
+
     def containers(self, host: Host, service: str) -> list[str]:
         out = host.docker(
             "ps", "-q", "--filter", f"label={SERVICE_LABEL}={STACK}_{service}",

@@ -34,16 +34,21 @@ def hosts_back(stack: ClusterStack) -> Iterator[None]:
 
 
 def settle(stack: ClusterStack) -> tuple[Host, str]:
-    """Every host answers and one primary has both replicas: where that primary is."""
-    wait_until(stack.every_node_ready, DEADLINE, "/readyz on every host", interval=1)
+    """One primary has both replicas, and then every replica is ready through every host
+    (the last fault's tail is not the next one's): where that primary is."""
 
     def steady() -> tuple[Host, str] | None:
         # A manager back from a fault can leave the swarm without a leader for tens of
         # seconds; and a Sentinel restarted meanwhile names no primary for a moment, so
         # the primary is taken from the same look that found it settled.
-        return stack.settled() if any(leads(h) for h in stack.cluster.hosts) else None
+        if not any(leads(h) for h in stack.cluster.hosts):
+            return None
+        found = stack.settled()
+        return found if found is not None and stack.every_replica_ready() else None
 
-    return wait_until(steady, DEADLINE, "one primary, two replicas in sync, a leader", 1)
+    return wait_until(
+        steady, DEADLINE, "a leader, one primary with two replicas in sync, every replica ready", 1
+    )
 
 
 def promoted_elsewhere(stack: ClusterStack, old: Host) -> float:
