@@ -9,11 +9,15 @@ CALLS increments, and the difference per call, so start-up and imports cancel ou
     docker rm -f tally-client-cost
 
 hiredis is not a dependency of tally: this is the measurement that decides whether it
-should be (bench/results/client-cost.md).
+should be (bench/results/client-cost.md). The pipelined rows are the bound on coalescing
+the Redis calls of concurrent requests: the same increments, PIPELINED to a round trip
+(one pipeline of EVALSHAs), which is the most that sending a loop turn's calls together
+could save the client side of each.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -28,6 +32,8 @@ from bench.cost import cachegrind  # noqa: E402 (the checkout, on the path above
 WARMUP = int(os.environ.get("COST_WARMUP", "500"))
 CALLS = int(os.environ.get("COST_REQUESTS", "2000"))
 RESULTS = ROOT / "bench" / "results" / "client-cost.md"
+# Increments per round trip: about a replica's requests in flight at 32 and 128 connections.
+PIPELINED = (8, 32)
 
 
 def parsers() -> dict[str, Any]:
@@ -41,42 +47,62 @@ def parsers() -> dict[str, Any]:
     return found
 
 
-def child(parser: str, calls: int) -> None:
+def child(parser: str, per_trip: int, calls: int) -> None:
     from redis.asyncio import Redis
 
     from service.counter import Counter
+    from service.request_id import GENERATED_ID_TTL, record_key
 
     async def run() -> None:
         redis = Redis.from_url(os.environ["REDIS_URL"], parser_class=parsers()[parser])
-        counter = Counter(redis, f"client_cost_{os.getpid()}", 300, 5.0)
-        for i in range(calls):
-            await counter.increment(f"{os.getpid():08x}{i:024x}", client_key=False)
+        key = f"client_cost_{os.getpid()}"
+        counter = Counter(redis, key, 300, 5.0)
+        ids = (f"{os.getpid():08x}{i:024x}" for i in range(calls))
+        if per_trip == 1:
+            for request_id in ids:
+                await counter.increment(request_id, client_key=False)
+        else:
+            sha = await redis.script_load(counter._script.script)
+            while batch := list(itertools.islice(ids, per_trip)):
+                pipe = redis.pipeline(transaction=False)
+                for request_id in batch:
+                    pipe.evalsha(sha, 2, key, record_key(key, request_id), GENERATED_ID_TTL)
+                await pipe.execute()
         await counter.close()
 
     uvloop.run(run())  # the app's loop (service/__main__.py)
 
 
-def instructions(parser: str, calls: int) -> int:
+def instructions(parser: str, per_trip: int, calls: int) -> int:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    return cachegrind([__file__, "--child", parser, str(calls)], env, f"client_cost: {parser}")
+    return cachegrind(
+        [__file__, "--child", parser, str(per_trip), str(calls)],
+        env,
+        f"client_cost: {parser}, {per_trip} per round trip",
+    )
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        child(sys.argv[2], int(sys.argv[3]))
+        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         return
     if "REDIS_URL" not in os.environ:
         sys.exit("client_cost: set REDIS_URL to a Redis that may be written to")
     rows = []
-    for parser in parsers():
-        cost = (instructions(parser, WARMUP + CALLS) - instructions(parser, WARMUP)) / CALLS
-        rows.append(f"| {parser} | {cost:,.0f} |")
+    variants = [(parser, 1) for parser in parsers()] + [("python", n) for n in PIPELINED]
+    for parser, per_trip in variants:
+        cost = (
+            instructions(parser, per_trip, WARMUP + CALLS) - instructions(parser, per_trip, WARMUP)
+        ) / CALLS
+        rows.append(f"| {parser} | {per_trip} | {cost:,.0f} |")
         print(rows[-1], flush=True)
     RESULTS.write_text(
         "Written by bench/client_cost.py: instructions in the app's process per exactly-once"
-        f" increment (`Counter.increment`, an EVALSHA round trip to a real Redis), {CALLS}"
-        f" calls after {WARMUP}, under cachegrind, by redis-py's reply parser.\n\n"
-        "| parser | instructions per increment |\n| --- | --- |\n" + "\n".join(rows) + "\n"
+        " increment (an EVALSHA round trip to a real Redis: `Counter.increment` alone, or"
+        f" that many in one pipeline), {CALLS} calls after {WARMUP}, under cachegrind, by"
+        " redis-py's reply parser.\n\n"
+        "| parser | increments per round trip | instructions per increment |\n"
+        "| --- | --- | --- |\n" + "\n".join(rows) + "\n"
     )
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
