@@ -27,7 +27,7 @@ import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.cost import cachegrind  # noqa: E402 (the checkout, on the path above)
+from bench.cost import cachegrind, write_results  # noqa: E402 (the checkout, on the path above)
 
 WARMUP = int(os.environ.get("COST_WARMUP", "500"))
 CALLS = int(os.environ.get("COST_REQUESTS", "2000"))
@@ -96,15 +96,15 @@ def main() -> None:
         ) / CALLS
         rows.append(f"| {parser} | {per_trip} | {cost:,.0f} |")
         print(rows[-1], flush=True)
-    RESULTS.write_text(
+    write_results(
+        RESULTS,
         "Written by bench/client_cost.py: instructions in the app's process per exactly-once"
         " increment (an EVALSHA round trip to a real Redis: `Counter.increment` alone, or"
         f" that many in one pipeline), {CALLS} calls after {WARMUP}, under cachegrind, by"
-        " redis-py's reply parser.\n\n"
-        "| parser | increments per round trip | instructions per increment |\n"
-        "| --- | --- | --- |\n" + "\n".join(rows) + "\n"
+        " redis-py's reply parser.",
+        ["parser", "increments per round trip", "instructions per increment"],
+        rows,
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,13 @@ def instructions(variant: str, requests: int, endpoint: str) -> int:
     return cachegrind([__file__, "--child", variant, str(requests)], env, f"cost: {variant}")
 
 
+def write_results(path: Path, intro: str, columns: list[str], rows: list[str]) -> None:
+    """A counted results file: who wrote it and how, then the table; named on stdout."""
+    head = f"| {' | '.join(columns)} |\n|{' --- |' * len(columns)}\n"
+    path.write_text(f"{intro}\n\n{head}" + "\n".join(rows) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
 def cachegrind(script: list[str], env: dict[str, str], what: str) -> int:
     """The instructions `python script...` runs, counted by valgrind's cachegrind; exits
     naming `what` when the run fails."""

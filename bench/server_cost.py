@@ -38,7 +38,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "loadtest")]
-from bench.cost import HEADERS, Sink, stack_defaults  # noqa: E402
+from bench.cost import HEADERS, Sink, stack_defaults, write_results  # noqa: E402
 from stack_client import free_port  # noqa: E402
 
 WARMUP = int(os.environ.get("COST_WARMUP", "200"))
@@ -153,15 +153,15 @@ def main() -> None:
             rows.append(f"| {variant} | {connections} | {cost:,.0f} | {cost / first:.2f} |")
             print(rows[-1], flush=True)
     sink.shutdown()
-    RESULTS.write_text(
+    write_results(
+        RESULTS,
         "Written by bench/server_cost.py: instructions in a replica's whole process per"
         f" GET /count (server, event loop, app, redis-py; a real Redis), {REQUESTS} requests"
         f" after {WARMUP}, on keep-alive connections each sending its next request when"
-        " answered, under cachegrind.\n\n"
-        "| server | connections | instructions per request | against the first |\n"
-        "| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n"
+        " answered, under cachegrind.",
+        ["server", "connections", "instructions per request", "against the first"],
+        rows,
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -13,15 +13,22 @@ from service.counter import Counter
 from service.settings import Settings
 
 
-async def test_with_sentinels_the_primary_is_asked_of_them_under_the_configured_name() -> None:
-    settings = Settings.from_env({
-        "REDIS_URL": "redis://ignored-host:6379/2",
-        "REDIS_SENTINELS": "sentinel-1:26379,sentinel-2:26380",
+def with_sentinels(sentinels: str, **env: str) -> Counter:
+    """The counter as a replica of the HA topology makes it: `counter` asked of `sentinels`,
+    the app's own user to log in to them."""
+    return Counter.from_settings(Settings.from_env({
+        "REDIS_SENTINELS": sentinels,
         "REDIS_SENTINEL_SERVICE": "counter",
         "REDIS_USERNAME": "app",
         "REDIS_PASSWORD": "pw",
-    })  # fmt: skip
-    counter = Counter.from_settings(settings)
+        **env,
+    }))  # fmt: skip
+
+
+async def test_with_sentinels_the_primary_is_asked_of_them_under_the_configured_name() -> None:
+    counter = with_sentinels(
+        "sentinel-1:26379,sentinel-2:26380", REDIS_URL="redis://ignored-host:6379/2"
+    )
     try:
         pool = counter._redis.connection_pool
         assert isinstance(pool, SentinelConnectionPool)
@@ -105,17 +112,11 @@ async def test_a_sentinel_that_never_answers_leaves_the_request_time_to_ask_the_
     sentinels: Callable[[Handler], Awaitable[str]],
 ) -> None:
     silent, alive = await sentinels(never_answers), await sentinels(answers)
-    settings = Settings.from_env({
-        "REDIS_SENTINELS": f"{silent},{alive}",
-        "REDIS_SENTINEL_SERVICE": "counter",
-        "REDIS_USERNAME": "app",
-        "REDIS_PASSWORD": "pw",
-    })  # fmt: skip
-    counter = Counter.from_settings(settings)
+    counter = with_sentinels(f"{silent},{alive}")
     try:
         assert counter._sentinel is not None
-        # Within one request's budget, as a new connection to the primary asks it.
-        async with asyncio.timeout(settings.redis_timeout):
+        # Within one request's budget (REDIS_TIMEOUT), as a new connection to the primary asks.
+        async with asyncio.timeout(counter._timeout):
             address = await counter._sentinel.discover_master("counter")
         assert address == ("10.0.0.9", 6379)
     finally:
