@@ -133,15 +133,8 @@ class Counter:
             # that went away, or one cut off, takes the request nowhere until its read
             # times out. A share each, to connect and to answer, leaves time for the next.
             share = settings.redis_timeout / len(settings.redis_sentinels)
-            # A Sentinel that has just started knows no other Sentinel until it hears
-            # their hellos, and may name the primary of the config it started with: the
-            # cluster tier saw one on a host back from the dead name that host's old
-            # primary, and a new replica that asked it first answer 503 for a second.
-            # Only a Sentinel that knows enough others to make a majority with them is
-            # believed; the next one is asked instead.
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
                 list(settings.redis_sentinels),
-                min_other_sentinels=len(settings.redis_sentinels) // 2,
                 sentinel_kwargs={
                     **options,
                     "socket_connect_timeout": share,
