@@ -24,7 +24,8 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
@@ -173,18 +174,37 @@ def write_results(path: Path, intro: str, columns: list[str], rows: list[str]) -
     print(f"wrote {path.relative_to(ROOT)}")
 
 
-def cachegrind(script: list[str], env: dict[str, str], what: str) -> int:
-    """The instructions `python script...` runs, counted by valgrind's cachegrind; exits
-    naming `what` when the run fails."""
-    result = subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-         sys.executable, *script],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
-    found = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
-    if result.returncode != 0 or found is None:
-        sys.exit(f"{what} failed:\n{result.stderr[-2000:]}")
+# The prefix that has valgrind's cachegrind count a command's instructions, and only that.
+CACHEGRIND = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+
+
+def counted(stderr: str, what: str, ok: bool = True) -> int:
+    """The instructions cachegrind reported on `stderr`; exits naming `what` when the run
+    was not `ok` or reported none."""
+    found = re.search(r"I\s+refs:\s+([\d,]+)", stderr)
+    if not ok or found is None:
+        sys.exit(f"{what} failed:\n{stderr[-2000:]}")
     return int(found.group(1).replace(",", ""))
+
+
+def cachegrind(script: list[str], env: dict[str, str], what: str) -> int:
+    """The instructions `python script...` runs, counted by cachegrind; exits naming `what`
+    when the run fails."""
+    result = subprocess.run(
+        [*CACHEGRIND, sys.executable, *script], capture_output=True, text=True, env=env, check=False
+    )
+    return counted(result.stderr, what, ok=result.returncode == 0)
+
+
+@contextmanager
+def sink() -> Iterator[str]:
+    """A Sink on a loopback port for as long as the block runs: its OTLP endpoint."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
 
 
 def main() -> None:
@@ -195,15 +215,12 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         sys.exit(f"cost: unknown variant(s) {', '.join(sorted(unknown))}; one of {VARIANTS}")
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
     print(f"instructions per GET /count ({REQUESTS} requests after {WARMUP}, in-process)")
-    for variant in variants:
-        base = instructions(variant, WARMUP, endpoint)
-        total = instructions(variant, WARMUP + REQUESTS, endpoint)
-        print(f"{variant:10} {(total - base) / REQUESTS:12,.0f}", flush=True)
-    sink.shutdown()
+    with sink() as endpoint:
+        for variant in variants:
+            base = instructions(variant, WARMUP, endpoint)
+            total = instructions(variant, WARMUP + REQUESTS, endpoint)
+            print(f"{variant:10} {(total - base) / REQUESTS:12,.0f}", flush=True)
 
 
 if __name__ == "__main__":

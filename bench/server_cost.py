@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -31,14 +30,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "loadtest")]
-from bench.cost import HEADERS, Sink, stack_defaults, write_results  # noqa: E402
+from bench.cost import CACHEGRIND, HEADERS, counted, sink, stack_defaults, write_results  # noqa: E402
 from stack_client import free_port  # noqa: E402
 
 WARMUP = int(os.environ.get("COST_WARMUP", "200"))
@@ -122,37 +120,30 @@ def instructions(variant: str, connections: int, requests: int, endpoint: str) -
         "PORT": str(port), "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
     }  # fmt: skip
     server = subprocess.Popen(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-         *command(port)],
+        [*CACHEGRIND, *command(port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     ready(port, server)
     served(port, requests, connections)
     server.send_signal(signal.SIGTERM)
     _, stderr = server.communicate(timeout=STARTED)
-    found = re.search(r"I\s+refs:\s+([\d,]+)", stderr)
-    if found is None:
-        sys.exit(f"server_cost: {variant} failed:\n{stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    return counted(stderr, f"server_cost: {variant}")
 
 
 def main() -> None:
     if "REDIS_URL" not in os.environ:
         sys.exit("server_cost: set REDIS_URL to a Redis that may be written to")
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
     rows = []
-    for connections in CONNECTIONS:
-        first = 0.0
-        for variant in VARIANTS:
-            base = instructions(variant, connections, WARMUP, endpoint)
-            total = instructions(variant, connections, WARMUP + REQUESTS, endpoint)
-            cost = (total - base) / REQUESTS
-            first = first or cost
-            rows.append(f"| {variant} | {connections} | {cost:,.0f} | {cost / first:.2f} |")
-            print(rows[-1], flush=True)
-    sink.shutdown()
+    with sink() as endpoint:
+        for connections in CONNECTIONS:
+            first = 0.0
+            for variant in VARIANTS:
+                base = instructions(variant, connections, WARMUP, endpoint)
+                total = instructions(variant, connections, WARMUP + REQUESTS, endpoint)
+                cost = (total - base) / REQUESTS
+                first = first or cost
+                rows.append(f"| {variant} | {connections} | {cost:,.0f} | {cost / first:.2f} |")
+                print(rows[-1], flush=True)
     write_results(
         RESULTS,
         "Written by bench/server_cost.py: instructions in a replica's whole process per"
