@@ -1,6 +1,6 @@
 """make bench: tally with everything on against bare Quart, Flask and FastAPI baselines.
 
-Nine variants, each 3 replicas behind nginx: tally; tally-lean (tracing off, no access
+Ten variants, each 3 replicas behind nginx: tally; tally-lean (tracing off, no access
 line: what those two cost); tally-ha (compose.ha.yaml: Sentinel and a WAIT for one
 replica after each increment, what high availability costs); bare Quart + Hypercorn
 with the exactly-once script and with a plain INCR (bench/bare.py: the framework's own
@@ -9,8 +9,10 @@ uvicorn with a plain INCR (bench/fastapi/: what a Python user would pick for thi
 today); tally's own image, everything on, served by uvicorn instead of Hypercorn
 (bench/compose.uvicorn.yaml: what the server costs tally). Those last two are
 measurements only: neither is shipped, and neither is a supported way to run tally. And
-a candidate: tally's image with hiredis added (bench/compose.hiredis.yaml), the A/B that
-decides whether tally adopts redis-py's C reply parser.
+two candidates, each the A/B that decides whether tally adopts it: tally's image with
+hiredis added (bench/compose.hiredis.yaml: redis-py's C reply parser), and tally with
+REDIS_COALESCE on (bench/compose.coalesce.yaml: the increments that queue behind one in
+flight go to Redis in one pipeline).
 Each container's CPU time is read from its cgroup around every measured run, so the
 results hold CPU per request per component (replicas, nginx, Redis), and, with Redis's
 own time per exactly-once script call (INFO commandstats), a capacity model: how many
@@ -63,6 +65,8 @@ FASTAPI = "bench/compose.fastapi.yaml"
 UVICORN = "bench/compose.uvicorn.yaml"
 # The candidate row: tally's image with hiredis added (it too extends BENCH_APP_IMAGE).
 HIREDIS = "bench/compose.hiredis.yaml"
+# The other candidate: tally as shipped with REDIS_COALESCE on.
+COALESCE = "bench/compose.coalesce.yaml"
 # The components whose CPU per request the results break down, by compose service.
 COMPONENTS = ("app", "nginx", "redis")
 # The targets each run states the status of (docs/PERFORMANCE.md, "Targets"): tally's
@@ -700,6 +704,7 @@ class Lineup(NamedTuple):
     fastapi: Variant
     uvicorn: Variant
     hiredis: Variant
+    coalesced: Variant
     tally_noprobes: Variant
     flask_noprobes: Variant
 
@@ -773,6 +778,14 @@ def lineup() -> Lineup:
             True,
             {"BENCH_APP_IMAGE": APP_IMAGE},
         ),
+        # And tally's image as shipped, with its Redis calls coalesced.
+        Variant(
+            "tally coalesced (REDIS_COALESCE=true: increments queued behind one in flight"
+            " go in one pipeline; a candidate)",
+            "coalesced",
+            ["compose.yaml", COALESCE],
+            True,
+        ),
         # Controls for the open loop: the same two stacks without health probes.
         Variant(
             "tally, no health probes (control)",
@@ -793,8 +806,8 @@ def lineup() -> Lineup:
 
 def report(variants: Lineup, results: dict[Variant, Measured]) -> str:
     """The results file: the table, the ratios, CPU per request and the capacity model."""
-    (tally, lean, ha, bare_once, bare, flask, fastapi, uvicorn, hiredis, tally_noprobes,
-     flask_noprobes) = variants  # fmt: skip
+    (tally, lean, ha, bare_once, bare, flask, fastapi, uvicorn, hiredis, coalesced,
+     tally_noprobes, flask_noprobes) = variants  # fmt: skip
     rate = results[flask].fixed[0].rate
     header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
               "RSS per replica (MiB)"]  # fmt: skip
@@ -842,7 +855,8 @@ def report(variants: Lineup, results: dict[Variant, Measured]) -> str:
             f" tally-lean / bare plain INCR {rps_ratio(lean, bare, c)},"
             f" bare plain INCR / Flask {rps_ratio(bare, flask, c)},"
             f" tally-ha / tally {rps_ratio(ha, tally, c)},"
-            f" tally-with-hiredis / tally {rps_ratio(hiredis, tally, c)}"
+            f" tally-with-hiredis / tally {rps_ratio(hiredis, tally, c)},"
+            f" tally-coalesced / tally {rps_ratio(coalesced, tally, c)}"
             for c in CONNECTIONS
         ),
         f"- p99 at {rate:,.0f} req/s (open loop): tally"

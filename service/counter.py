@@ -61,6 +61,11 @@ class NotReplicated(RedisError):
     """Fewer replicas than required acknowledged the increment within the wait."""
 
 
+# An increment queued for the next coalesced round trip: its keys, its TTL, where its
+# reply goes.
+_Queued = tuple[list[str], int, "asyncio.Future[Any]"]
+
+
 @dataclass(frozen=True)
 class Increment:
     value: int
@@ -80,6 +85,7 @@ class Counter:
         tracer: Tracer | None = None,
         wait_replicas: int = 0,
         sentinel: Sentinel | None = None,
+        coalesce: bool = False,
     ) -> None:
         self._redis = redis
         self._key = key
@@ -90,6 +96,11 @@ class Counter:
         # client's own deadline cuts the connection, so the pool keeps it.
         self._wait_ms = max(1, int(timeout * 500))
         self._sentinel = sentinel
+        self._coalesce = coalesce
+        # Coalescing (_coalesced): None while no round trip is in flight, else the
+        # increments queued for the next one; and the tasks sending those.
+        self._queued: list[_Queued] | None = None
+        self._senders: set[asyncio.Future[None]] = set()
         self._observe = observe
         self._tracer = tracer or NoOpTracer()
         self._script = redis.register_script(_INCREMENT_ONCE)
@@ -158,6 +169,7 @@ class Counter:
             tracer,
             settings.redis_wait_replicas,
             sentinel,
+            settings.redis_coalesce,
         )
 
     async def increment(self, request_id: str | None, client_key: bool = True) -> Increment:
@@ -173,9 +185,68 @@ class Counter:
         ttl = self._ttl if client_key else GENERATED_ID_TTL
         if self._wait_replicas:
             value, replayed = await self._call("evalsha", self._replicated(keys, ttl))
+        elif self._coalesce:
+            value, replayed = await self._call("evalsha", self._coalesced(keys, ttl))
         else:
             value, replayed = await self._call("evalsha", self._script(keys=keys, args=[ttl]))
         return Increment(int(value), replayed=bool(replayed))
+
+    async def _coalesced(self, keys: list[str], ttl: int) -> Any:
+        """The script, sent at once when no coalesced round trip is in flight; otherwise
+        queued, and sent with every increment queued meanwhile in one pipeline as soon as
+        that round trip is back. One round trip at a time, so an idle replica sends each
+        call alone and a busy one sends the more in each the busier it is. Each caller
+        still has its own deadline (_timed) and its own reply; a failed round trip fails
+        every call in it, and each caller's retry, with the same id, counts once."""
+        if self._queued is not None:
+            reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._queued.append((keys, ttl, reply))
+            return await reply
+        self._queued = []
+        try:
+            return await self._script(keys=keys, args=[ttl])
+        finally:
+            self._send_queued()
+
+    def _send_queued(self) -> None:
+        """The round trip in flight is back: send what queued meanwhile, or stand idle."""
+        queued, self._queued = self._queued, None
+        if queued:
+            self._queued = []
+            sender = asyncio.ensure_future(self._pipelined(queued))
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+
+    async def _pipelined(self, queued: list[_Queued]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                pipe = self._redis.pipeline(transaction=False)
+                for keys, ttl, _ in queued:
+                    pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, ttl)
+                results = await pipe.execute(raise_on_error=False)
+                for index, ((keys, ttl, _), result) in enumerate(zip(queued, results, strict=True)):
+                    if isinstance(result, NoScriptError):
+                        # A promoted replica's or a restarted Redis's empty script cache:
+                        # the script ran for none of them; each runs alone, which loads it.
+                        try:
+                            results[index] = await self._script(keys=keys, args=[ttl])
+                        except RedisError as failed:
+                            results[index] = failed
+        except BaseException as exc:
+            # One error for all: a cancelled sender (the loop closing) as a timeout.
+            error = exc if isinstance(exc, Exception) else TimeoutError()
+            results = [error] * len(queued)
+            if error is not exc:
+                raise
+        finally:
+            for (*_, reply), result in zip(queued, results, strict=True):
+                if reply.done():  # its caller's deadline passed
+                    continue
+                if isinstance(result, Exception):
+                    reply.set_exception(result)
+                else:
+                    reply.set_result(result)
+            self._send_queued()
 
     async def _replicated(self, keys: list[str], ttl: int) -> Any:
         """The script, then WAIT in the same round trip: answered only once enough replicas

@@ -227,6 +227,12 @@ class Settings:
         "replicas that must hold an increment before it is answered (`WAIT`, within half of"
         " `REDIS_TIMEOUT`; fewer: 503); 0: no wait",
     )  # fmt: skip
+    redis_coalesce: bool = setting(
+        "REDIS_COALESCE", False, flag, FLAG_RULE,
+        "send the exactly-once increments that arrive while one is in flight to Redis"
+        " together, in one pipeline, each answered alone (a candidate that `make bench`"
+        " compares); `false`: a round trip each",
+    )  # fmt: skip
     counter_key: str = setting(
         "COUNTER_KEY", "visitor_count", key, KEY_RULE, "the counter's key (the tutorial's)"
     )

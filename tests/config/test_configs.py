@@ -8,7 +8,7 @@ import os
 import pytest
 import yaml
 
-from bench.run import APP_IMAGE, FASTAPI, HIREDIS, NO_PROBES, SERVICES, UVICORN
+from bench.run import APP_IMAGE, COALESCE, FASTAPI, HIREDIS, NO_PROBES, SERVICES, UVICORN
 from tests.support import ROOT, run
 
 
@@ -53,6 +53,15 @@ def test_the_open_loops_control_runs_without_any_probe() -> None:
 
 def test_the_fastapi_rows_override_is_valid() -> None:
     run("docker", "compose", "-f", "compose.yaml", "-f", FASTAPI, "config", "-q")
+
+
+def test_the_coalesced_row_is_tally_as_shipped_with_one_setting_on() -> None:
+    compose = ["docker", "compose", "-f", "compose.yaml"]
+    app = yaml.safe_load(run(*compose, "-f", COALESCE, "config", "app").stdout)["services"]["app"]
+    shipped = yaml.safe_load(run(*compose, "config", "app").stdout)["services"]["app"]
+    assert app.pop("environment").pop("REDIS_COALESCE") == "true"
+    shipped.pop("environment").pop("REDIS_COALESCE", None)
+    assert app == shipped
 
 
 @pytest.mark.parametrize("override", [UVICORN, HIREDIS])

@@ -188,3 +188,77 @@ def test_a_missing_secret_file_stops_the_process_with_a_clear_message() -> None:
         "tally: configuration error: REDIS_PASSWORD_FILE must name a readable file "
         "(No such file or directory), got '/run/secrets/nope'\n"
     )
+
+
+def test_coalesced_increments_each_count_once_with_retries_in_the_same_round_trip(
+    redis_server: RedisContainer, start_app: Callable[..., AppProcess], counter_key: str
+) -> None:
+    """REDIS_COALESCE: 300 ids sent twice each, all at once over two replicas, so a
+    pipeline carries an id and its retry together: 300 counts, each answered twice alike.
+    Then with Redis's script cache emptied (a restart, a promoted replica) the next burst
+    still counts each once (tests/unit/test_counter_coalesce.py has a pipeline meet it)."""
+    env = {"REDIS_URL": redis_server.url, "COUNTER_KEY": counter_key, "REDIS_COALESCE": "true"}
+    apps = [start_app(**env, REPLICA_ID=f"r{i}") for i in range(2)]
+
+    async def burst(ids: list[str]) -> list[httpx.Response]:
+        async with httpx.AsyncClient(
+            headers=JSON,
+            limits=httpx.Limits(max_connections=100),
+            timeout=httpx.Timeout(10, pool=None),
+        ) as client:
+            return await asyncio.gather(
+                *(
+                    client.get(f"{apps[n % 2].url}/count", headers={"X-Request-ID": request_id})
+                    for n, request_id in enumerate(ids * 2)
+                )
+            )
+
+    first = [f"first-{n}" for n in range(300)]
+    responses = asyncio.run(burst(first))
+    assert {r.status_code for r in responses} == {200}
+    counts = {r.headers["X-Request-ID"]: r.json()["count"] for r in responses[:300]}
+    assert sorted(counts.values()) == list(range(1, 301))
+    assert all(r.json()["count"] == counts[r.headers["X-Request-ID"]] for r in responses[300:])
+    assert redis_server.cli("GET", counter_key) == "300"
+
+    redis_server.cli("SCRIPT", "FLUSH")
+    responses = asyncio.run(burst([f"second-{n}" for n in range(100)]))
+    assert {r.status_code for r in responses} == {200}
+    assert sorted({r.json()["count"] for r in responses}) == list(range(301, 401))
+    assert redis_server.cli("GET", counter_key) == "400"
+
+
+def test_coalesced_increments_answer_503_in_time_when_redis_stops_answering(
+    start_app: Callable[..., AppProcess],
+) -> None:
+    """REDIS_COALESCE with Redis paused: the call in flight and every one queued behind it
+    answer 503 within their own deadline, and counting resumes once Redis answers."""
+    timeout = 0.5
+    with redis_container() as redis:
+        app = start_app(
+            REDIS_URL=redis.url, REDIS_TIMEOUT=str(timeout), REDIS_COALESCE="true", LOG_LEVEL="INFO"
+        )
+        assert httpx.get(f"{app.url}/count").status_code == 200
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(headers=JSON, timeout=10) as client:
+                return await asyncio.gather(*(client.get(f"{app.url}/count") for _ in range(20)))
+
+        subprocess.run(("docker", "pause", redis.name), check=True)
+        try:
+            responses = asyncio.run(burst())
+        finally:
+            subprocess.run(("docker", "unpause", redis.name), check=True)
+        assert {r.status_code for r in responses} == {503}
+        assert {r.json()["error"] for r in responses} == {"unavailable"}
+        for response in responses:
+            line = app.access_line(response.headers["X-Request-ID"])
+            assert line["duration_ms"] <= (timeout + 0.1) * 1000, line
+
+        wait_until(
+            lambda: httpx.get(f"{app.url}/count", timeout=5).status_code == 200,
+            10,
+            "the app to serve /count again after Redis answered",
+        )
+        responses = asyncio.run(burst())
+        assert {r.status_code for r in responses} == {200}

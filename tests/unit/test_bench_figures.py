@@ -169,7 +169,10 @@ def test_the_report_prints_the_ratios_targets_and_capacity_model() -> None:
             f"- at {connections} connections: tally / Flask 1.30, tally / FastAPI 0.65,"
             " tally / tally-on-uvicorn 1.30," in text
         )
-        assert "tally-ha / tally 0.77, tally-with-hiredis / tally 0.77\n" in text
+        assert (
+            "tally-ha / tally 0.77, tally-with-hiredis / tally 0.77,"
+            " tally-coalesced / tally 0.77\n" in text
+        )
     assert "| tally / Flask >= 1.25 at 32 and 128 connections | met: 1.30 and 1.30 |" in text
     assert "| tally / FastAPI >= 0.65 at 32 and 128 connections | met: 0.65 and 0.65 |" in text
     assert "| tally's p99 at the fixed load <= Flask's | met: 20.0 ms against 30.0 ms |" in text
