@@ -8,11 +8,10 @@ baseline, and the script's cost); Flask on gunicorn with a plain INCR; FastAPI o
 uvicorn with a plain INCR (bench/fastapi/: what a Python user would pick for this job
 today); tally's own image, everything on, served by uvicorn instead of Hypercorn
 (bench/compose.uvicorn.yaml: what the server costs tally). Those last two are
-measurements only: neither is shipped, and neither is a supported way to run tally. And
-two candidates, each the A/B that decides whether tally adopts it: tally's image with
-hiredis added (bench/compose.hiredis.yaml: redis-py's C reply parser), and tally with
-REDIS_COALESCE on (bench/compose.coalesce.yaml: the increments that queue behind one in
-flight go to Redis in one pipeline).
+measurements only: neither is shipped, and neither is a supported way to run tally. A
+candidate: tally's image with hiredis added (bench/compose.hiredis.yaml), the A/B that
+decides whether tally adopts redis-py's C reply parser. And tally with REDIS_COALESCE
+off (bench/compose.uncoalesced.yaml: a round trip per increment), what coalescing saves.
 Each container's CPU time is read from its cgroup around every measured run, so the
 results hold CPU per request per component (replicas, nginx, Redis), and, with Redis's
 own time per exactly-once script call (INFO commandstats), a capacity model: how many
@@ -65,8 +64,8 @@ FASTAPI = "bench/compose.fastapi.yaml"
 UVICORN = "bench/compose.uvicorn.yaml"
 # The candidate row: tally's image with hiredis added (it too extends BENCH_APP_IMAGE).
 HIREDIS = "bench/compose.hiredis.yaml"
-# The other candidate: tally as shipped with REDIS_COALESCE on.
-COALESCE = "bench/compose.coalesce.yaml"
+# tally as shipped but with REDIS_COALESCE off: what coalescing saves.
+UNCOALESCED = "bench/compose.uncoalesced.yaml"
 # The components whose CPU per request the results break down, by compose service.
 COMPONENTS = ("app", "nginx", "redis")
 # The targets each run states the status of (docs/PERFORMANCE.md, "Targets"): tally's
@@ -704,7 +703,7 @@ class Lineup(NamedTuple):
     fastapi: Variant
     uvicorn: Variant
     hiredis: Variant
-    coalesced: Variant
+    uncoalesced: Variant
     tally_noprobes: Variant
     flask_noprobes: Variant
 
@@ -778,12 +777,11 @@ def lineup() -> Lineup:
             True,
             {"BENCH_APP_IMAGE": APP_IMAGE},
         ),
-        # And tally's image as shipped, with its Redis calls coalesced.
+        # tally as shipped with a round trip per increment: what coalescing saves.
         Variant(
-            "tally coalesced (REDIS_COALESCE=true: increments queued behind one in flight"
-            " go in one pipeline; a candidate)",
-            "coalesced",
-            ["compose.yaml", COALESCE],
+            "tally uncoalesced (tally, REDIS_COALESCE=false: a round trip per increment)",
+            "uncoalesced",
+            ["compose.yaml", UNCOALESCED],
             True,
         ),
         # Controls for the open loop: the same two stacks without health probes.
@@ -806,7 +804,7 @@ def lineup() -> Lineup:
 
 def report(variants: Lineup, results: dict[Variant, Measured]) -> str:
     """The results file: the table, the ratios, CPU per request and the capacity model."""
-    (tally, lean, ha, bare_once, bare, flask, fastapi, uvicorn, hiredis, coalesced,
+    (tally, lean, ha, bare_once, bare, flask, fastapi, uvicorn, hiredis, uncoalesced,
      tally_noprobes, flask_noprobes) = variants  # fmt: skip
     rate = results[flask].fixed[0].rate
     header = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "counter check",
@@ -856,7 +854,7 @@ def report(variants: Lineup, results: dict[Variant, Measured]) -> str:
             f" bare plain INCR / Flask {rps_ratio(bare, flask, c)},"
             f" tally-ha / tally {rps_ratio(ha, tally, c)},"
             f" tally-with-hiredis / tally {rps_ratio(hiredis, tally, c)},"
-            f" tally-coalesced / tally {rps_ratio(coalesced, tally, c)}"
+            f" tally / tally-uncoalesced {rps_ratio(tally, uncoalesced, c)}"
             for c in CONNECTIONS
         ),
         f"- p99 at {rate:,.0f} req/s (open loop): tally"

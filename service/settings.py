@@ -228,10 +228,9 @@ class Settings:
         " `REDIS_TIMEOUT`; fewer: 503); 0: no wait",
     )  # fmt: skip
     redis_coalesce: bool = setting(
-        "REDIS_COALESCE", False, flag, FLAG_RULE,
+        "REDIS_COALESCE", True, flag, FLAG_RULE,
         "send the exactly-once increments that arrive while one is in flight to Redis"
-        " together, in one pipeline, each answered alone (a candidate that `make bench`"
-        " compares); `false`: a round trip each",
+        " together, in one pipeline, each answered alone; `false`: a round trip each",
     )  # fmt: skip
     counter_key: str = setting(
         "COUNTER_KEY", "visitor_count", key, KEY_RULE, "the counter's key (the tutorial's)"

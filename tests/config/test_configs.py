@@ -8,7 +8,7 @@ import os
 import pytest
 import yaml
 
-from bench.run import APP_IMAGE, COALESCE, FASTAPI, HIREDIS, NO_PROBES, SERVICES, UVICORN
+from bench.run import APP_IMAGE, FASTAPI, HIREDIS, NO_PROBES, SERVICES, UNCOALESCED, UVICORN
 from tests.support import ROOT, run
 
 
@@ -55,11 +55,12 @@ def test_the_fastapi_rows_override_is_valid() -> None:
     run("docker", "compose", "-f", "compose.yaml", "-f", FASTAPI, "config", "-q")
 
 
-def test_the_coalesced_row_is_tally_as_shipped_with_one_setting_on() -> None:
+def test_the_uncoalesced_row_is_tally_as_shipped_with_one_setting_off() -> None:
     compose = ["docker", "compose", "-f", "compose.yaml"]
-    app = yaml.safe_load(run(*compose, "-f", COALESCE, "config", "app").stdout)["services"]["app"]
+    app = yaml.safe_load(run(*compose, "-f", UNCOALESCED, "config", "app").stdout)
+    app = app["services"]["app"]
     shipped = yaml.safe_load(run(*compose, "config", "app").stdout)["services"]["app"]
-    assert app.pop("environment").pop("REDIS_COALESCE") == "true"
+    assert app.pop("environment").pop("REDIS_COALESCE") == "false"
     shipped.pop("environment").pop("REDIS_COALESCE", None)
     assert app == shipped
 

@@ -171,7 +171,7 @@ def test_the_report_prints_the_ratios_targets_and_capacity_model() -> None:
         )
         assert (
             "tally-ha / tally 0.77, tally-with-hiredis / tally 0.77,"
-            " tally-coalesced / tally 0.77\n" in text
+            " tally / tally-uncoalesced 1.30\n" in text
         )
     assert "| tally / Flask >= 1.25 at 32 and 128 connections | met: 1.30 and 1.30 |" in text
     assert "| tally / FastAPI >= 0.65 at 32 and 128 connections | met: 0.65 and 0.65 |" in text
