@@ -13,14 +13,10 @@ send what nginx sends, to a real Redis: one connection, and CONNECTIONS at once.
 Like bench/cost.py, each variant serves WARMUP requests in one run and WARMUP + REQUESTS
 in another; the difference over REQUESTS is one request, so start-up, the readiness
 probe and shutdown cancel out. A busy machine does not move the counts, so this is the
-A/B of a server setting where wrk's figures drift (the second and third rows are two:
-Hypercorn with the response's head and body in two writes, `HYPERCORN_ONE_WRITE=false`,
-and each exactly-once call in a round trip of its own, `REDIS_COALESCE=false`: coalescing
-pipelines only what queues while a call is in flight, so it saves the more the faster
-requests arrive, and these clients send no faster than Python threads do). It writes
-bench/results/server-cost.md; the counts compare variants, they do not predict req/s
-(the socket's kernel side, nginx and Redis are in none of them), and they are the host's
-Python's, not the image's.
+A/B of a server setting where wrk's figures drift (the second row is one: Hypercorn
+with the response's head and body in two writes, `HYPERCORN_ONE_WRITE=false`). It
+writes bench/results/server-cost.md; the counts compare variants, they do not predict
+req/s (the socket's kernel side, nginx and Redis are in none of them).
 """
 
 from __future__ import annotations
@@ -67,9 +63,6 @@ VARIANTS: dict[str, tuple[Callable[[int], list[str]], dict[str, str]]] = {
     ),
     "Hypercorn, head and body in two writes": (
         lambda port: [sys.executable, "-m", "service"], {"HYPERCORN_ONE_WRITE": "false"}
-    ),
-    "Hypercorn, a Redis round trip per increment (`REDIS_COALESCE=false`)": (
-        lambda port: [sys.executable, "-m", "service"], {"REDIS_COALESCE": "false"}
     ),
     "uvicorn (uvloop, httptools), as `make bench` runs it": (uvicorn_command, {}),
 }  # fmt: skip
