@@ -63,7 +63,7 @@ class NotReplicated(RedisError):
 
 # An increment queued for the next coalesced round trip: its keys, its TTL, where its
 # reply goes.
-_Queued = tuple[list[str], int, "asyncio.Future[Any]"]
+_Queued = tuple[list[str], int, asyncio.Future[Any]]
 
 
 @dataclass(frozen=True)
@@ -232,12 +232,12 @@ class Counter:
                             results[index] = await self._script(keys=keys, args=[ttl])
                         except RedisError as failed:
                             results[index] = failed
-        except BaseException as exc:
-            # One error for all: a cancelled sender (the loop closing) as a timeout.
-            error = exc if isinstance(exc, Exception) else TimeoutError()
-            results = [error] * len(queued)
-            if error is not exc:
-                raise
+        except Exception as exc:
+            results = [exc] * len(queued)
+        except BaseException:
+            # A cancelled sender (the loop closing): its callers see a timeout.
+            results = [TimeoutError()] * len(queued)
+            raise
         finally:
             for (*_, reply), result in zip(queued, results, strict=True):
                 if reply.done():  # its caller's deadline passed

@@ -10,22 +10,21 @@ import pytest
 from redis.exceptions import ConnectionError, NoScriptError
 
 from service.counter import Counter, Increment, RedisUnavailable
+from tests.unit.fakes import FakeRedis
 
 
-class ScriptRedis:
+class ScriptRedis(FakeRedis):
     """The exactly-once script's effect in memory, with round trips that wait on `gate`,
-    can fail, and can find the script cache empty."""
+    can fail (`failure`), and can find the script cache empty."""
 
     def __init__(self) -> None:
-        self.value = 0
+        super().__init__()
         self.seen: dict[str, int] = {}
         self.round_trips: list[int] = []  # how many calls each round trip carried
         self.gate = asyncio.Event()
         self.gate.set()
-        self.failure: Exception | None = None
         self.cache_empty = False
         self.restart_after_next_call = False  # Redis restarts, its script cache empty
-        self.connection_pool = type("Pool", (), {"connection_kwargs": {"host": "redis"}})()
 
     async def round_trip(self, calls: int) -> None:
         self.round_trips.append(calls)
