@@ -23,15 +23,10 @@ import asyncio
 import math
 import os
 import sys
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import uvloop
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from service.request_id import IDEMPOTENCY_HEADER
 
 # A request that takes longer is an error, not a latency: the stack answers within
 # REDIS_TIMEOUT and nginx's proxy_read_timeout (5 s) even when Redis is down.
@@ -68,11 +63,9 @@ class OpenLoopRun:
         return counts
 
 
-def request_bytes(host: str, path: str, key: str | None = None) -> bytes:
-    """One GET; with `key`, as a client that sends an Idempotency-Key of its own."""
-    header = f"{IDEMPOTENCY_HEADER}: {key}\r\n" if key is not None else ""
-    head = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n"
-    return f"{head}{header}\r\n".encode()
+def request_bytes(host: str, path: str) -> bytes:
+    """One GET, as a client that leaves nginx to make up its id."""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode()
 
 
 async def run(
@@ -82,16 +75,13 @@ async def run(
     rate: float,
     seconds: float,
     connections: int = 64,
-    keyed: bool = False,
 ) -> OpenLoopRun:
-    """Offer `rate` requests a second for `seconds`; wait for every answer (or its timeout).
-    `keyed`: each request carries an Idempotency-Key of its own (a UUID, as a client's),
-    instead of leaving nginx to make up its id."""
+    """Offer `rate` requests a second for `seconds`; wait for every answer (or its timeout)."""
     loop = asyncio.get_running_loop()
     total = max(1, round(rate * seconds))
     result = OpenLoopRun(rate=rate, sent=total)
     due: asyncio.Queue[float | None] = asyncio.Queue()
-    plain = request_bytes(host, path)
+    request = request_bytes(host, path)
 
     async def connection() -> None:
         stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
@@ -100,7 +90,6 @@ async def run(
                 async with asyncio.timeout(REQUEST_TIMEOUT):
                     if stream is None:
                         stream = await asyncio.open_connection(host, port)
-                    request = request_bytes(host, path, str(uuid.uuid4())) if keyed else plain
                     ok, keep = await exchange(*stream, request)
             except (OSError, EOFError, ValueError, TimeoutError, asyncio.LimitOverrunError):
                 ok = keep = False
@@ -128,12 +117,10 @@ async def run(
     return result
 
 
-def offer(
-    host: str, port: int, path: str, rate: float, seconds: float, keyed: bool = False
-) -> OpenLoopRun:
+def offer(host: str, port: int, path: str, rate: float, seconds: float) -> OpenLoopRun:
     """`run` on uvloop: the generator shares the machine's cores with the stack it loads,
     and on uvloop it took 0.15 of a core at 1,800 req/s against asyncio's 0.22-0.25."""
-    return uvloop.run(run(host, port, path, rate, seconds, keyed=keyed))
+    return uvloop.run(run(host, port, path, rate, seconds))
 
 
 async def exchange(

@@ -27,9 +27,11 @@ probes (bench/compose.noprobes.yaml), which set every variant's p99 on this mach
 table and the ratios, and writes them to bench/results/latest.md. `--soak` (make soak)
 instead loads tally for SOAK_SECONDS (300), reads each replica's RSS every 30 s, and
 writes the series and the growth to bench/results/soak.md. `--records` (make
-bench-records) holds tally at the bench's peak rate (RECORDS_RATE to set one) for
-RECORDS_SECONDS (600) with keyless traffic (nginx makes up each id) and again with an
-Idempotency-Key per request, each on a fresh stack, and reads Redis's memory, keys and
+bench-records) holds tally at the bench's peak (wrk at the connection count that peaked
+on a probe stack) for RECORDS_SECONDS (600) with keyless traffic (nginx makes up each
+id) and again with an Idempotency-Key per request, each on a fresh stack (a closed loop:
+the open loop's Python client costs the 2-core stack more CPU per request than wrk, so
+it cannot offer the peak), and reads Redis's memory, keys and
 evictions: bytes per exactly-once record, memory per sustained request/s, and the rate
 at which maxmemory starts evicting records; bench/results/records.md.
 """
@@ -43,6 +45,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -88,7 +91,23 @@ READ_RETRY = 15.0
 sys.path[:0] = [str(ROOT), str(ROOT / "loadtest")]
 from bench import openloop  # noqa: E402
 from ops.configuration import COMPOSE, NGINX_TEMPLATE, app_image  # noqa: E402
+from service.request_id import IDEMPOTENCY_HEADER  # noqa: E402
 from stack_client import free_port, read_count  # noqa: E402
+
+# wrk's script for keyed traffic: an Idempotency-Key of its own on every request, as a
+# client's (the run's start, wrk's thread and the thread's count keep each one unique).
+KEYED_SCRIPT = f"""
+local started, threads = tostring(os.time()), 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("prefix", "bench-" .. started .. "-" .. threads .. "-")
+end
+local sent = 0
+function request()
+  sent = sent + 1
+  return wrk.format(nil, nil, {{["{IDEMPOTENCY_HEADER}"] = prefix .. sent}})
+end
+"""
 
 APP_IMAGE = app_image(os.environ)
 # Where nginx listens in its container, as its template says.
@@ -282,8 +301,10 @@ class Records:
         return (self.after.maxmemory - self.before.used) / self.memory_per_rps
 
 
-def wrk(url: str, connections: int, duration: int) -> WrkRun:
-    out = sh("wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url)
+def wrk(url: str, connections: int, duration: int, script: Path | None = None) -> WrkRun:
+    """wrk's closed loop on `url`; `script`: a Lua file that makes each request."""
+    scripted = ["-s", str(script)] if script else []
+    out = sh("wrk", "-t2", f"-c{connections}", f"-d{duration}s", *scripted, "--latency", url)
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
     requests = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -607,62 +628,65 @@ def capacity_model(tally: Measured) -> list[str]:
     return lines
 
 
-def hold(variant: Variant, rate: float, seconds: int, keyed: bool) -> Records:
-    """`rate` requests a second at `variant` for `seconds` (open loop), Redis read before,
-    every RECORDS_SAMPLE seconds, and at the end."""
+def hold(variant: Variant, connections: int, seconds: int, keyed: bool) -> Records:
+    """wrk at `connections` on `variant` for `seconds`, Redis read before, every
+    RECORDS_SAMPLE seconds, and at the end."""
     before = variant.redis_memory()
     peak = before.used
     start = time.monotonic()
-    with ThreadPoolExecutor(1) as pool:
-        offered = pool.submit(
-            openloop.offer, variant.host, NGINX_PORT, "/count", rate, seconds, keyed
+    with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(1) as pool:
+        script = Path(scratch, "keyed.lua")
+        script.write_text(KEYED_SCRIPT)
+        loaded = pool.submit(
+            wrk, f"{variant.url}/count", connections, seconds, script if keyed else None
         )
         while True:
             try:
-                run = offered.result(timeout=RECORDS_SAMPLE)
+                run = loaded.result(timeout=RECORDS_SAMPLE)
                 break
             except TimeoutError:
                 peak = max(peak, variant.redis_memory().used)
     elapsed = time.monotonic() - start
     after = variant.redis_memory()
-    return Records(before, after, max(peak, after.used), run.ok / elapsed, elapsed, run.errors)
+    return Records(before, after, max(peak, after.used), run.rps, elapsed, run.errors)
 
 
-def records(seconds: int, rate: float | None) -> None:
-    """Each kind of traffic held at `rate` (else the bench's peak: wrk's best on a stack of
-    its own) on a fresh stack; bench/results/records.md."""
-    source = "RECORDS_RATE"
-    if rate is None:
-        probe = Variant("tally", "records-peak", ["compose.yaml"], True)
-        try:
-            probe.up()
-            wrk(f"{probe.url}/count", 32, 3)  # warm up pools and caches
-            rate = max(wrk(f"{probe.url}/count", c, SECONDS).rps for c in CONNECTIONS)
-        finally:
-            probe.down()
-        source = f"the peak of wrk at {' and '.join(map(str, CONNECTIONS))} connections"
+def records(seconds: int) -> None:
+    """Each kind of traffic held at the bench's peak (wrk at the connection count that
+    peaked on a stack of its own) on a fresh stack; bench/results/records.md."""
+    probe = Variant("tally", "records-peak", ["compose.yaml"], True)
+    try:
+        probe.up()
+        wrk(f"{probe.url}/count", 32, 3)  # warm up pools and caches
+        peaks = {c: wrk(f"{probe.url}/count", c, SECONDS).rps for c in CONNECTIONS}
+    finally:
+        probe.down()
+    connections = max(peaks, key=lambda c: peaks[c])
+    source = (
+        f"wrk at {connections} connections, where it peaked on a probe stack"
+        f" ({peaks[connections]:,.0f} req/s; {' and '.join(map(str, CONNECTIONS))} tried)"
+    )
     held = {}
     for kind in RECORD_KINDS:
         variant = Variant(f"tally, {kind}", f"records-{kind}", ["compose.yaml"], True)
         try:
             variant.up()
-            held[kind] = hold(variant, rate, seconds, keyed=kind == "keyed")
+            held[kind] = hold(variant, connections, seconds, keyed=kind == "keyed")
         finally:
             variant.down()
-    text = "\n".join(records_report(held, rate, source, seconds)) + "\n"
+    text = "\n".join(records_report(held, source, seconds)) + "\n"
     RECORDS_RESULTS.write_text(text)
     print(text)
 
 
-def records_report(held: dict[str, Records], rate: float, source: str, seconds: int) -> list[str]:
+def records_report(held: dict[str, Records], source: str, seconds: int) -> list[str]:
     maxmemory = next(iter(held.values())).after.maxmemory
     lines = [
-        f"Records {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: tally as shipped, GET"
-        f" /count through nginx, an open loop offering {rate:,.0f} req/s ({source}) for"
-        f" {seconds} s per kind of traffic, each on a fresh stack; Redis read before and"
-        f" after (INFO memory, INFO stats, DBSIZE); maxmemory {maxmemory / 2**20:,.0f} MiB"
-        " (ops/redis/redis.conf). keyless: nginx makes up each request's id; keyed: each"
-        " request carries an Idempotency-Key of its own.",
+        f"Records {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: tally as shipped,"
+        f" GET /count through nginx, {source}, for {seconds} s per kind of traffic, each on"
+        " a fresh stack; Redis read before and after (INFO memory, INFO stats, DBSIZE);"
+        f" maxmemory {maxmemory / 2**20:,.0f} MiB (ops/redis/redis.conf). keyless: nginx makes"
+        " up each request's id; keyed: each request carries an Idempotency-Key of its own.",
         "",
         "| traffic | answered req/s | errors | records at the end | used_memory before / end"
         " / peak (MiB) | bytes per record | record lifetime (s) | memory per sustained req/s"
@@ -947,12 +971,9 @@ def main() -> None:
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--records":
         hold_for = os.environ.get("RECORDS_SECONDS", "600")
-        offered = os.environ.get("RECORDS_RATE", "")
         if not hold_for.isdigit() or int(hold_for) < 1:
             sys.exit(f"bench: RECORDS_SECONDS must be a whole number of seconds, got {hold_for!r}")
-        if offered and (not re.fullmatch(r"\d+(\.\d+)?", offered) or float(offered) <= 0):
-            sys.exit(f"bench: RECORDS_RATE must be requests a second above 0, got {offered!r}")
-        records(int(hold_for), float(offered) if offered else None)
+        records(int(hold_for))
         return
     variants = lineup()
     text = report(variants, measure(list(variants), pace=variants.flask))

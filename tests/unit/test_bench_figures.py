@@ -144,11 +144,9 @@ def test_ratios_to_two_places_and_none_of_nothing() -> None:
     assert ratio(5.0, math.nan) == "n/a"
 
 
-def test_keyed_requests_carry_an_idempotency_key() -> None:
+def test_the_open_loop_sends_a_plain_get() -> None:
     plain = request_bytes("nginx", "/count")
-    keyed = request_bytes("nginx", "/count", "k-1")
     assert plain == b"GET /count HTTP/1.1\r\nHost: nginx\r\nAccept: application/json\r\n\r\n"
-    assert keyed == plain[:-2] + b"Idempotency-Key: k-1\r\n\r\n"
 
 
 def measured(rps: float, p99: float, cpu: dict[str, float], rss: float = 60.0) -> Measured:
