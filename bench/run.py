@@ -289,6 +289,12 @@ class Records:
         return self.after.evicted - self.before.evicted
 
     @property
+    def exact(self) -> bool:
+        """The hold measured the records' lifetime: it outlasted their window, and Redis
+        did not cut it short by evicting."""
+        return self.window_reached and not self.evicted
+
+    @property
     def memory_per_rps(self) -> float:
         """Bytes of Redis memory each sustained request a second holds."""
         return self.bytes_per_record * self.lifetime
@@ -694,7 +700,7 @@ def records_report(held: dict[str, Records], source: str, seconds: int) -> list[
         "|" + " --- |" * 10,
     ]
     for kind, hold in held.items():
-        bound = "" if hold.window_reached else "≥ "
+        bound = "" if hold.exact else "≥ "
         used = (hold.before.used, hold.after.used, hold.peak_used)
         lines.append(
             f"| {kind} | {hold.rate:,.0f} | {hold.errors} | {hold.records:,}"
@@ -707,7 +713,14 @@ def records_report(held: dict[str, Records], source: str, seconds: int) -> list[
         verdict = f"yes, {hold.evicted:,} keys" if hold.evicted else "no"
         target = f" (target: none evicted, {met(not hold.evicted)})" if kind == "keyless" else ""
         lines.append(f"- {kind}: did Redis evict at {hold.rate:,.0f} req/s? {verdict}{target}")
-        if not hold.window_reached:
+        if hold.evicted:
+            lines.append(
+                f"- {kind}: the records filled maxmemory and Redis evicted the oldest early,"
+                " so the lifetime it kept them and memory per req/s are lower bounds, and the"
+                " rate at which it starts evicting is at most the held rate (raise maxmemory,"
+                " or lower IDEMPOTENCY_TTL, to keep this traffic's whole window)"
+            )
+        elif not hold.window_reached:
             lines.append(
                 f"- {kind}: no record expired within the {hold.seconds:.0f} s hold, so its"
                 " lifetime and memory per req/s are lower bounds (hold longer than the window)"

@@ -13,8 +13,10 @@ send what nginx sends, to a real Redis: one connection, and CONNECTIONS at once.
 Like bench/cost.py, each variant serves WARMUP requests in one run and WARMUP + REQUESTS
 in another; the difference over REQUESTS is one request, so start-up, the readiness
 probe and shutdown cancel out. A busy machine does not move the counts, so this is the
-A/B of a server setting where wrk's figures drift (the second row is one: Hypercorn
-with the response's head and body in two writes, `HYPERCORN_ONE_WRITE=false`). It
+A/B of a setting where wrk's figures drift (the second and third rows are two: the
+response's head and body in two writes, `HYPERCORN_ONE_WRITE=false`, and a Redis round
+trip per request, `REDIS_COALESCE=false`; the clients here are Python threads, so fewer
+calls arrive together than from nginx under wrk and coalescing saves less). It
 writes bench/results/server-cost.md; the counts compare variants, they do not predict
 req/s (the socket's kernel side, nginx and Redis are in none of them).
 """
@@ -63,6 +65,9 @@ VARIANTS: dict[str, tuple[Callable[[int], list[str]], dict[str, str]]] = {
     ),
     "Hypercorn, head and body in two writes": (
         lambda port: [sys.executable, "-m", "service"], {"HYPERCORN_ONE_WRITE": "false"}
+    ),
+    "Hypercorn, a Redis round trip per request": (
+        lambda port: [sys.executable, "-m", "service"], {"REDIS_COALESCE": "false"}
     ),
     "uvicorn (uvloop, httptools), as `make bench` runs it": (uvicorn_command, {}),
 }  # fmt: skip

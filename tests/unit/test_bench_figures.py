@@ -21,6 +21,7 @@ from bench.run import (
     cpu_seconds,
     lineup,
     ratio,
+    records_report,
     redis_info,
     report,
     usec_per_call,
@@ -106,6 +107,18 @@ def test_a_hold_longer_than_the_window_measures_the_window() -> None:
     assert hold.memory_per_rps == 45_000  # bytes held per sustained request a second
     assert hold.eviction_rate == pytest.approx((256 * 2**20 - 2_000_000) / 45_000)
     assert hold.evicted == 0
+    assert hold.exact
+
+
+def test_a_hold_that_filled_maxmemory_gives_bounds() -> None:
+    # Redis evicted: the records it kept lived less than their window.
+    full = RedisMemory(used=256 * 2**20, keys=1_600_000, evicted=1_700_000, maxmemory=256 * 2**20)
+    hold = Records(memory(700_000, 0), full, 256 * 2**20, 5600.0, 600.0, 0)
+    assert hold.window_reached
+    assert not hold.exact
+    lines = records_report({"keyed": hold}, "wrk at 128 connections", 600)
+    assert "| ≥ 285.7 |" in lines[4]
+    assert any("lower bounds" in line for line in lines)
 
 
 def test_a_hold_shorter_than_the_window_gives_lower_bounds() -> None:
